@@ -1,0 +1,342 @@
+"""ngi.net: the real NGI implementation, over ngi's Cython core.
+
+This layer is deliberately thin.  It turns NGI addresses into sockets
+(binding and resolving in the caller, so errors surface in the call), hands
+the descriptors to the core, and decides which thread runs the core's loop:
+
+* ``Implementation`` runs its loop in a thread of its own, started on first
+  use and ended when nothing is left to do (no socket, call or timer).
+* ``Inline`` is run by the application: ``loop(timeout)`` returns when
+  nothing is left, and handler exceptions propagate out of it.
+* ``listener(..., thready=True)`` gives every accepted connection its own
+  ``Implementation`` (and so its own thread).
+
+Everything per event (reads, writes, accepts, datagrams) happens in the
+core; nothing here runs on the hot path.
+"""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import stat
+import threading
+
+from ngi import _core
+from ngi.interfaces import Timeout
+
+__all__ = [
+    "Implementation", "Inline", "main", "connect", "listener", "udp",
+    "udp_listener", "wait", "call_from_thread", "call_later", "start_thread",
+]
+
+logger = logging.getLogger("ngi.net")
+
+_ADDRESS_HELP = ("expected (host, port), an IPv6 (host, port) with ':' in the "
+                 "host, a str path for a Unix socket")
+
+
+def _parse(address, *, listening=False):
+    """Check an NGI address; return (family, socket address).
+
+    Host names are left for ``getaddrinfo``; only the shape is checked here,
+    so that a malformed address raises in the call.
+    """
+    if listening and address is None:
+        return socket.AF_INET, ("127.0.0.1", 0)
+    if isinstance(address, str):
+        if not address:
+            raise ValueError(f"invalid address {address!r}: a Unix socket "
+                             "path must not be empty")
+        return socket.AF_UNIX, address
+    if isinstance(address, tuple) and len(address) == 2:
+        host, port = address
+        if not isinstance(host, str):
+            raise TypeError(f"invalid address {address!r}: the host must be "
+                            f"a str, got {type(host).__name__}")
+        if not isinstance(port, int) or isinstance(port, bool):
+            raise TypeError(f"invalid address {address!r}: the port must be "
+                            f"an int, got {type(port).__name__}")
+        if not 0 <= port <= 65535:
+            raise ValueError(f"invalid address {address!r}: the port must be "
+                             "in 0..65535")
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        return family, (host, port)
+    allowed = _ADDRESS_HELP + (", or None for a free localhost port"
+                               if listening else "")
+    raise ValueError(f"invalid address {address!r}: {allowed}")
+
+
+def _resolve(family, sockaddr, kind):
+    """Resolve a host name (numeric hosts return at once)."""
+    if family == socket.AF_UNIX:
+        return family, sockaddr
+    host, port = sockaddr
+    infos = socket.getaddrinfo(host or None, port, family, kind,
+                               flags=socket.AI_PASSIVE if not host else 0)
+    return infos[0][0], infos[0][4]
+
+
+def _bound_address(sock):
+    name = sock.getsockname()
+    if sock.family == socket.AF_INET6:
+        return name[:2]
+    return name
+
+
+def _claim_unix_path(path):
+    """Remove a stale socket file at ``path``; refuse a live one.
+
+    A socket file whose owner is gone refuses connections; one still in use
+    accepts them, and must be left alone.
+    """
+    try:
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            return
+    except FileNotFoundError:
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(path)
+    except ConnectionRefusedError:
+        os.unlink(path)
+    except OSError:
+        pass
+    else:
+        raise OSError(errno.EADDRINUSE, f"{path} is in use by a live socket")
+    finally:
+        probe.close()
+
+
+def _check_handler(handler, *methods):
+    for name in methods:
+        if not callable(getattr(handler, name, None)):
+            raise TypeError(f"expected a handler with a {name}() method, "
+                            f"got {handler!r}")
+
+
+class _Base:
+    """What every threading mode shares: sockets in, core objects out."""
+
+    _loop: _core.Loop
+
+    def _kick(self):
+        """Make sure a thread will run the loop (work was just queued)."""
+
+    def connect(self, address, handler):
+        """Connect; ``handler.connected(conn)`` or ``failed_connect(reason)``.
+
+        Thread-safe.  An invalid address raises here; everything else that
+        goes wrong (unknown host, refused, unreachable) is a failed_connect.
+        """
+        family, sockaddr = _parse(address)
+        _check_handler(handler, "connected", "failed_connect")
+        sock = None
+        try:
+            family, sockaddr = _resolve(family, sockaddr, socket.SOCK_STREAM)
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            err = sock.connect_ex(sockaddr)
+            if err not in (0, errno.EINPROGRESS):
+                raise OSError(err, os.strerror(err))
+        except OSError as e:
+            if sock is not None:
+                sock.close()
+            self._loop.call_soon(handler.failed_connect, e)
+        else:
+            self._loop.connector(sock.detach(), handler,
+                                 nodelay=family != socket.AF_UNIX)
+        self._kick()
+
+    def listener(self, address, server, thready=False):
+        """Listen on ``address`` (None: a free localhost port).
+
+        Binding happens here, so a busy or forbidden address raises OSError
+        in the caller, with the socket closed again.
+        """
+        if not callable(server):
+            raise TypeError(f"listener() expects a callable server, got {server!r}")
+        family, sockaddr = _parse(address, listening=True)
+        family, sockaddr = _resolve(family, sockaddr, socket.SOCK_STREAM)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            if family == socket.AF_UNIX:
+                _claim_unix_path(sockaddr)
+            else:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(sockaddr)
+            sock.listen(socket.SOMAXCONN)
+            sock.setblocking(False)
+            bound = _bound_address(sock)
+        except BaseException:
+            sock.close()
+            raise
+        unix_path = sockaddr if family == socket.AF_UNIX else None
+        nodelay = family != socket.AF_UNIX
+        result = self._loop.listener(sock.detach(), server, address=bound,
+                                     unix_path=unix_path, nodelay=nodelay)
+        if thready:
+            result.adopt = _ThreadyAdopter(result, server, self, nodelay)
+        logger.info("listening on %r", bound)
+        self._kick()
+        return result
+
+    def udp(self, address, data):
+        """Send one datagram to ``address``."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError("udp() expects bytes-like data, got "
+                            f"{type(data).__name__}")
+        family, sockaddr = _parse(address)
+        family, sockaddr = _resolve(family, sockaddr, socket.SOCK_DGRAM)
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.sendto(data, sockaddr)
+
+    def udp_listener(self, address, handler, buffer_size=4096):
+        """Receive datagrams on ``address``: ``handler(address, data)``."""
+        if not callable(handler):
+            raise TypeError(f"udp_listener() expects a callable handler, got {handler!r}")
+        if not isinstance(buffer_size, int) or buffer_size < 1:
+            raise ValueError(f"buffer_size must be a positive int, got {buffer_size!r}")
+        family, sockaddr = _parse(address, listening=True)
+        family, sockaddr = _resolve(family, sockaddr, socket.SOCK_DGRAM)
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            if family == socket.AF_UNIX:
+                _claim_unix_path(sockaddr)
+            sock.bind(sockaddr)
+            sock.setblocking(False)
+            bound = _bound_address(sock)
+        except BaseException:
+            sock.close()
+            raise
+        unix_path = sockaddr if family == socket.AF_UNIX else None
+        result = self._loop.udp_listener(sock.detach(), handler, buffer_size,
+                                         address=bound, unix_path=unix_path)
+        logger.info("udp listening on %r", bound)
+        self._kick()
+        return result
+
+    def call_from_thread(self, func):
+        """Run ``func()`` on the loop thread."""
+        self._loop.call_soon(func)
+        self._kick()
+
+    def call_later(self, seconds, func, *args):
+        """Run ``func(*args)`` on the loop thread after ``seconds``."""
+        handle = self._loop.call_later(seconds, func, *args)
+        self._kick()
+        return handle
+
+
+class Implementation(_Base):
+    """An implementation whose loop runs in a thread of its own.
+
+    The thread starts on first use and ends when the loop is idle; the next
+    use starts a new one.
+    """
+
+    def __init__(self, daemon=True, name="ngi.net"):
+        self.daemon = daemon
+        self.name = name
+        self._loop = _core.Loop()
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._thread = None
+
+    def __repr__(self):
+        return f"<ngi.net.Implementation {self.name!r}>"
+
+    def _kick(self):
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name=self.name, daemon=self.daemon)
+                self._thread.start()
+
+    start_thread = _kick
+
+    def _run(self):
+        me = threading.current_thread()
+        while True:
+            try:
+                self._loop.run()
+            except BaseException:  # a bug in ngi: keep the loop alive
+                logger.exception("%r: the loop failed", self)
+            with self._lock:
+                if self._loop.idle():
+                    if self._thread is me:
+                        self._thread = None
+                    self._idle.notify_all()
+                    return
+
+    def wait(self, timeout=None):
+        """Block until the loop is idle; ``Timeout`` at the deadline."""
+        if self._loop.in_loop_thread():
+            raise RuntimeError("wait() called from the loop's own thread")
+        with self._idle:
+            thread = self._thread
+            if not self._idle.wait_for(lambda: self._thread is None, timeout):
+                raise Timeout(f"{self!r} still busy after {timeout} seconds")
+        if thread is not None:
+            thread.join(timeout)
+
+
+class Inline(_Base):
+    """An implementation whose loop the application runs with ``loop()``."""
+
+    def __init__(self):
+        self._loop = _core.Loop()
+        self._loop.propagate = True
+
+    def __repr__(self):
+        return "<ngi.net.Inline>"
+
+    def loop(self, timeout=None):
+        """Run until idle; ``Timeout`` if busy at the deadline.
+
+        An exception raised by a handler is logged and raised from here.
+        """
+        if not self._loop.run(timeout):
+            raise Timeout(f"the loop was still busy after {timeout} seconds")
+
+    wait = loop
+
+
+class _ThreadyAdopter:
+    """Gives each connection a listener accepts its own implementation."""
+
+    def __init__(self, listener, server, impl, nodelay):
+        self.listener = listener
+        self.server = server
+        self.impl = impl
+        self.nodelay = nodelay
+
+    def __call__(self, fd):
+        impl = Implementation(daemon=getattr(self.impl, "daemon", True),
+                              name=f"{getattr(self.impl, 'name', 'ngi.net')}-conn")
+        conn = impl._loop.connection(fd, nodelay=self.nodelay)
+        self.listener.track(conn)
+        impl._loop.call_soon(_serve, self.server, conn)
+        impl._kick()
+
+
+def _serve(server, conn):
+    try:
+        server(conn)
+    except BaseException:
+        conn._abort()
+        raise
+
+
+_default = Implementation(name="ngi.net")
+main = Inline()
+
+connect = _default.connect
+listener = _default.listener
+udp = _default.udp
+udp_listener = _default.udp_listener
+wait = _default.wait
+call_from_thread = _default.call_from_thread
+call_later = _default.call_later
+start_thread = _default.start_thread
