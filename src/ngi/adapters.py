@@ -1,0 +1,243 @@
+"""Connection adapters: give a byte stream a record structure.
+
+An adapter wraps a connection and is itself a connection.  The application
+sets its handler on the adapter; the adapter sets itself as the handler of
+the wrapped connection, collects raw input into records and passes each
+record to the application's ``handle_input`` with the *adapter* as the
+connection, so that replies are framed too.
+
+- `Base` passes everything through unchanged; it is the place to start a
+  new adapter.
+- `Lines`: input records end with ``b'\\n'``; the handler gets each line
+  without it.  Output is passed through unchanged: write the ``b'\\n'``
+  yourself.
+- `Sized`: every record, in both directions, is preceded by its length as
+  4 bytes, big-endian.  Writing ``None`` sends the null marker
+  ``b'\\xff\\xff\\xff\\xff'`` (a keep-alive), which receivers skip.
+
+Each adapter's ``handler`` class method is a decorator for generator
+handlers (see `ngi.generator`) that talk through that adapter::
+
+    @ngi.adapters.Lines.handler
+    def echo(connection):
+        while True:
+            line = yield
+            connection.write(line + b'\\n')
+
+Records still incomplete when the connection closes are dropped.  Once the
+application has closed the connection, records left over from input that
+was already received are not delivered.
+"""
+from __future__ import annotations
+
+import struct
+from typing import Any, Iterable, Iterator
+
+import ngi.generator
+
+__all__ = ["Base", "Lines", "Sized"]
+
+_NOT_AN_ITERABLE_OF_CHUNKS = (str, bytes, bytearray, memoryview)
+_NULL = b"\xff\xff\xff\xff"
+_MAX_SIZE = 0xFFFFFFFE  # 0xFFFFFFFF is the null marker
+_pack_size = struct.Struct(">I").pack
+
+
+def _check_writelines(name: str, data: Any) -> None:
+    # A bytes object is iterable (of ints), so without this check it would
+    # fail item by item, later and far from the mistake.
+    if isinstance(data, _NOT_AN_ITERABLE_OF_CHUNKS):
+        raise TypeError(
+            f"{name}.writelines expects an iterable of bytes-like objects, "
+            f"not {type(data).__name__}; use write() for a single chunk")
+
+
+class Base:
+    """An adapter that passes input and output through unchanged.
+
+    Subclasses override `handle_input` (to frame input) and `write` /
+    `writelines` (to frame output).
+    """
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self._handler: Any = None
+
+    # -- the connection side: what the application calls -----------------
+
+    def set_handler(self, handler: Any) -> None:
+        """Send records to ``handler``; may be called again to switch."""
+        self._handler = handler
+        # Re-registering on every call lets the implementation notice that
+        # the optional handle_close / handle_exception may have changed.
+        self.connection.set_handler(self)
+
+    def write(self, data: Any) -> None:
+        if isinstance(data, str):
+            raise TypeError(
+                f"{type(self).__name__}.write expects a bytes-like object, "
+                "not str; encode it first")
+        self.connection.write(data)
+
+    def writelines(self, data: Iterable[Any]) -> None:
+        _check_writelines(type(self).__name__, data)
+        self.connection.writelines(data)
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __bool__(self) -> bool:
+        return bool(self.connection)
+
+    @property
+    def peer_address(self) -> Any:
+        return self.connection.peer_address
+
+    @property
+    def control(self) -> Any:
+        """The listener of a server connection (AttributeError otherwise)."""
+        return self.connection.control
+
+    # -- the handler side: what the implementation calls -----------------
+
+    def handle_input(self, connection: Any, data: bytes) -> None:
+        self._handler.handle_input(self, data)
+
+    # handle_close and handle_exception exist only when the application's
+    # handler has them, so the implementation's rules for missing optional
+    # methods apply unchanged through the adapter.
+
+    @property
+    def handle_close(self):
+        handle_close = self._handler.handle_close  # AttributeError if absent
+        return lambda connection, reason: handle_close(self, reason)
+
+    @property
+    def handle_exception(self):
+        handle_exception = self._handler.handle_exception
+        return lambda connection, exception: handle_exception(self, exception)
+
+    @classmethod
+    def handler(cls, func=None):
+        """Decorate a generator handler that talks through this adapter."""
+        return ngi.generator.handler(func, connection_adapter=cls)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.connection!r}>"
+
+
+class Lines(Base):
+    """Input records end with ``b'\\n'``; the handler gets them without it."""
+
+    def __init__(self, connection: Any) -> None:
+        super().__init__(connection)
+        self._pieces: list[bytes] = []  # the incomplete line, in pieces
+        self._buffered = 0              # total length of _pieces
+
+    def handle_input(self, connection: Any, data: bytes) -> None:
+        # Only the new chunk is searched; earlier pieces of a partial line
+        # are joined once, when its end arrives.
+        lines = data.split(b"\n")
+        rest = lines.pop()
+        if lines:
+            if self._pieces:
+                self._pieces.append(lines[0])
+                lines[0] = b"".join(self._pieces)
+                self._pieces = []
+                self._buffered = 0
+            if rest:
+                self._keep(rest)
+            for line in lines:
+                if not self.connection:
+                    break  # the application closed it; it wants no more
+                # Looked up per line: a handler may switch handlers.
+                self._handler.handle_input(self, line)
+        elif rest:
+            self._keep(rest)
+
+    def _keep(self, piece: bytes) -> None:
+        self._pieces.append(piece)
+        self._buffered += len(piece)
+
+
+class Sized(Base):
+    """Records are preceded by a 4-byte big-endian length, both ways."""
+
+    def __init__(self, connection: Any) -> None:
+        super().__init__(connection)
+        self._pieces: list[bytes] = []  # the incomplete header or body
+        self._got = 0                   # total length of _pieces
+        self._want = 4                  # length of the header or body
+        self._in_header = True
+
+    def handle_input(self, connection: Any, data: bytes) -> None:
+        # Each input byte is copied at most twice (slice, then join), so
+        # any split of the input costs time linear in its size.
+        pos = 0
+        end = len(data)
+        while True:
+            need = self._want - self._got
+            if end - pos < need:
+                if pos < end:
+                    self._pieces.append(data[pos:] if pos else data)
+                    self._got += end - pos
+                return
+            chunk = data[pos:pos + need]
+            pos += need
+            if self._pieces:
+                self._pieces.append(chunk)
+                chunk = b"".join(self._pieces)
+                self._pieces = []
+                self._got = 0
+            if self._in_header:
+                if chunk == _NULL:
+                    continue
+                self._want = int.from_bytes(chunk, "big")
+                self._in_header = False
+            else:
+                self._want = 4
+                self._in_header = True
+                if not self.connection:
+                    return  # the application closed it; it wants no more
+                self._handler.handle_input(self, chunk)
+
+    def write(self, data: Any) -> None:
+        """Send ``data`` as one record, or the null marker for ``None``."""
+        if data is None:
+            self.connection.write(_NULL)
+        else:
+            # One write, so that the prefix and the body stay together
+            # when other threads write too.
+            self.connection.write(_prefix(data) + data)
+
+    def writelines(self, data: Iterable[Any]) -> None:
+        """Send each item as a record; items are still pulled lazily."""
+        _check_writelines("Sized", data)
+        self.connection.writelines(_framed(data))
+
+
+def _prefix(data: Any) -> bytes:
+    if type(data) is bytes:
+        size = len(data)
+    else:
+        try:
+            size = memoryview(data).nbytes
+        except TypeError:
+            raise TypeError(
+                "Sized.write expects a bytes-like object or None, "
+                f"not {type(data).__name__}") from None
+    if size > _MAX_SIZE:
+        raise ValueError(
+            f"a Sized record holds at most {_MAX_SIZE} bytes, not {size}")
+    return _pack_size(size)
+
+
+def _framed(items: Iterable[Any]) -> Iterator[bytes]:
+    # A generator, so writelines stays lazy.  A bad item raises here, inside
+    # the iterator, and the implementation reports it via handle_exception.
+    for item in items:
+        if item is None:
+            yield _NULL
+        else:
+            yield _prefix(item)
+            yield item
