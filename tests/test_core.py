@@ -1,0 +1,216 @@
+"""The lowest layer of the core: the epoll poller, the waker, the loop."""
+import os
+import socket
+import threading
+import time
+
+import pytest
+
+from ngi import _core
+
+
+@pytest.fixture
+def poller():
+    p = _core.EpollPoller(capacity=8)
+    yield p
+    p.close()
+
+
+@pytest.fixture
+def pair():
+    a, b = socket.socketpair()
+    yield a, b
+    a.close()
+    b.close()
+
+
+def test_poller_reports_readable_with_token(poller, pair):
+    a, b = pair
+    poller.register(a.fileno(), _core.EVENT_READ, 12345)
+    assert poller.poll(0) == []
+    b.send(b"x")
+    assert poller.poll(1) == [(12345, _core.EVENT_READ)]
+
+
+def test_poller_token_defaults_to_fd(poller, pair):
+    a, b = pair
+    poller.register(a.fileno(), _core.EVENT_WRITE)
+    assert poller.poll(0) == [(a.fileno(), _core.EVENT_WRITE)]
+
+
+def test_poller_modify_and_unregister(poller, pair):
+    a, b = pair
+    poller.register(a.fileno(), _core.EVENT_READ, 1)
+    poller.reregister(a.fileno(), _core.EVENT_WRITE, 2)
+    assert poller.poll(0) == [(2, _core.EVENT_WRITE)]
+    poller.unregister(a.fileno())
+    b.send(b"x")
+    assert poller.poll(0) == []
+
+
+def test_poller_is_level_triggered(poller, pair):
+    a, b = pair
+    poller.register(a.fileno(), _core.EVENT_READ, 1)
+    b.send(b"x")
+    assert poller.poll(0) == [(1, _core.EVENT_READ)]
+    assert poller.poll(0) == [(1, _core.EVENT_READ)]  # still unread
+    a.recv(1)
+    assert poller.poll(0) == []
+
+
+def test_poller_reports_hangup(poller, pair):
+    a, b = pair
+    poller.register(a.fileno(), _core.EVENT_READ, 1)
+    b.close()
+    [(token, events)] = poller.poll(1)
+    assert events & _core.EVENT_READ  # EOF reads as readable
+
+
+def test_poller_wait_times_out(poller):
+    start = time.monotonic()
+    assert poller.poll(0.05) == []
+    assert time.monotonic() - start >= 0.04
+
+
+def test_poller_errors_are_oserrors(poller, pair):
+    a, b = pair
+    with pytest.raises(OSError):
+        poller.unregister(a.fileno())  # never registered
+    poller.register(a.fileno(), _core.EVENT_READ)
+    with pytest.raises(FileExistsError):
+        poller.register(a.fileno(), _core.EVENT_READ)
+    poller.close()
+    with pytest.raises(ValueError, match="closed"):
+        poller.poll(0)
+
+
+def test_poller_event_array_is_bounded(pair):
+    p = _core.EpollPoller(capacity=2)
+    socks = [socket.socketpair() for _ in range(5)]
+    try:
+        for i, (a, b) in enumerate(socks):
+            p.register(a.fileno(), _core.EVENT_WRITE, i)
+        first = p.poll(0)
+        assert len(first) == 2
+    finally:
+        p.close()
+        for a, b in socks:
+            a.close()
+            b.close()
+    with pytest.raises(ValueError, match="capacity"):
+        _core.EpollPoller(capacity=0)
+
+
+def test_waker_wakes_poller_from_another_thread(poller):
+    w = _core.Waker()
+    try:
+        poller.register(w.fileno(), _core.EVENT_READ, 0)
+        t = threading.Timer(0.05, w.wake)
+        t.start()
+        start = time.monotonic()
+        assert poller.poll(5) == [(0, _core.EVENT_READ)]
+        assert time.monotonic() - start < 4
+        t.join()
+        assert w.clear() is True
+        assert poller.poll(0) == []
+        assert w.clear() is False
+    finally:
+        w.close()
+
+
+def test_waker_coalesces_many_wakes():
+    w = _core.Waker()
+    try:
+        for _ in range(1000):
+            w.wake()
+        assert w.clear() is True
+        assert w.clear() is False
+    finally:
+        w.close()
+    with pytest.raises(ValueError):
+        w.wake()
+
+
+def test_loop_idle_run_returns_at_once():
+    loop = _core.Loop()
+    try:
+        assert loop.idle()
+        assert loop.run(1) is True
+    finally:
+        loop.close()
+
+
+def test_loop_runs_calls_from_other_threads_in_order():
+    loop = _core.Loop()
+    seen = []
+    threads = [threading.Thread(target=lambda i=i: [loop.call_soon(seen.append, (i, n)) for n in range(200)])
+               for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert loop.run(5) is True
+    for i in range(4):
+        assert [n for j, n in seen if j == i] == list(range(200))
+    loop.close()
+
+
+def test_loop_timers_fire_in_deadline_order_and_cancel():
+    loop = _core.Loop()
+    fired = []
+    loop.call_later(0.03, fired.append, "late")
+    loop.call_later(0.01, fired.append, "early")
+    t = loop.call_later(0.02, fired.append, "cancelled")
+    t.cancel()
+    assert t.cancelled
+    assert not loop.idle()
+    assert loop.run(5) is True
+    assert fired == ["early", "late"]
+    loop.close()
+
+
+def test_loop_run_times_out_while_busy():
+    loop = _core.Loop()
+    t = loop.call_later(10, lambda: None)
+    start = time.monotonic()
+    assert loop.run(0.05) is False
+    assert 0.04 <= time.monotonic() - start < 5
+    t.cancel()
+    assert loop.run(1) is True
+    loop.close()
+
+
+def test_loop_propagates_errors_only_when_asked(caplog):
+    loop = _core.Loop()
+
+    def boom():
+        raise RuntimeError("boom")
+
+    loop.call_soon(boom)
+    assert loop.run(1) is True  # logged, not raised
+    assert "boom" in caplog.text
+    loop.propagate = True
+    loop.call_soon(boom)
+    with pytest.raises(RuntimeError, match="boom"):
+        loop.run(1)
+    loop.close()
+
+
+def test_connection_adopts_a_socket_and_echoes(pair):
+    a, b = pair
+    loop = _core.Loop()
+    conn = loop.connection(os.dup(a.fileno()))
+    a.close()
+
+    class Echo:
+        def handle_input(self, c, data):
+            c.write(data.upper())
+            c.close()
+
+    conn.set_handler(Echo())
+    b.sendall(b"hello")
+    assert loop.run(5) is True
+    assert b.recv(100) == b"HELLO"
+    assert b.recv(100) == b""  # closed after the flush
+    assert not conn
+    loop.close()

@@ -1,0 +1,678 @@
+"""ngi.net over real sockets: what only a real network implementation has.
+
+Behaviour every implementation shares is in test_shared.py; these tests are
+about sockets, threads and the kernel: volume, concurrency, address
+families, descriptors, and the threading modes.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import socket
+import tempfile
+import threading
+import time
+
+import pytest
+
+import ngi.net
+from ngi.interfaces import ConnectionClosed, Timeout
+
+
+def has_ipv6():
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+class Recorder:
+    """A client and connection handler that records what happens."""
+
+    def __init__(self):
+        self.data = []
+        self.closed = []
+        self.exceptions = []
+        self.connection = None
+        self.failed = []
+        self.event = threading.Event()
+
+    def connected(self, connection):
+        self.connection = connection
+        connection.set_handler(self)
+        self.event.set()
+
+    def failed_connect(self, reason):
+        self.failed.append(reason)
+        self.event.set()
+
+    def handle_input(self, connection, data):
+        self.data.append(data)
+
+    def handle_close(self, connection, reason):
+        self.closed.append(reason)
+
+    def handle_exception(self, connection, exc):
+        self.exceptions.append(exc)
+
+    def received(self):
+        return b"".join(self.data)
+
+
+class Echo:
+    def __init__(self, connection):
+        connection.set_handler(self)
+
+    def handle_input(self, connection, data):
+        connection.write(data)
+
+    def handle_close(self, connection, reason):
+        pass
+
+
+def wait_for(predicate, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.002)
+
+
+@pytest.fixture
+def impl():
+    impl = ngi.net.Implementation(name="ngi-test-net")
+    yield impl
+    impl.wait(10)
+
+
+def recv_all(sock, timeout=20.0):
+    sock.settimeout(timeout)
+    chunks = []
+    while True:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+# -- volume and concurrency ---------------------------------------------------
+
+def test_ten_mebibytes_echoed_intact(impl):
+    payload = os.urandom(10 << 20)
+    listener = impl.listener(None, Echo)
+    client = Recorder()
+    try:
+        impl.connect(listener.address, client)
+        assert client.event.wait(5)
+        client.connection.writelines(payload[i:i + 65536]
+                                     for i in range(0, len(payload), 65536))
+        wait_for(lambda: sum(map(len, client.data)) >= len(payload), 30, "echo")
+        assert hashlib.sha256(client.received()).digest() == \
+            hashlib.sha256(payload).digest()
+        client.connection.close()
+    finally:
+        listener.close()
+
+
+def test_three_hundred_concurrent_clients(impl):
+    listener = impl.listener(None, Echo)
+    clients = [Recorder() for _ in range(300)]
+    try:
+        for c in clients:
+            impl.connect(listener.address, c)
+        wait_for(lambda: all(c.connection for c in clients), 20, "connects")
+        for i, c in enumerate(clients):
+            c.connection.write(b"client %d\n" % i)
+        wait_for(lambda: all(c.received() == b"client %d\n" % i
+                             for i, c in enumerate(clients)), 20, "echoes")
+        wait_for(lambda: len(listener.connections()) == 300, 5, "accounting")
+        for c in clients:
+            c.connection.close()
+        wait_for(lambda: not listener.connections(), 10, "server closes")
+    finally:
+        listener.close()
+
+
+def test_eight_threads_writing_to_one_connection(impl):
+    listener = impl.listener(None, Echo)
+    client = Recorder()
+    per_thread, record = 500, 100
+    try:
+        impl.connect(listener.address, client)
+        assert client.event.wait(5)
+        conn = client.connection
+
+        def writer(n):
+            for i in range(per_thread):
+                conn.write((b"%d:%06d;" % (n, i)).ljust(record, b"."))
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        total = 8 * per_thread * record
+        wait_for(lambda: sum(map(len, client.data)) >= total, 20, "echo")
+        data = client.received()
+        assert len(data) == total
+        records = [data[i:i + record] for i in range(0, total, record)]
+        for n in range(8):  # never interleaved, in order per thread
+            mine = [r for r in records if r.startswith(b"%d:" % n)]
+            assert [int(r[2:8]) for r in mine] == list(range(per_thread))
+        conn.close()
+    finally:
+        listener.close()
+
+
+def test_close_right_after_a_big_write_delivers_everything(impl):
+    payload = os.urandom(16 << 20)
+
+    def server(conn):
+        conn.write(payload)
+        conn.close()
+        with pytest.raises(ConnectionClosed):
+            conn.write(b"more")
+
+    listener = impl.listener(None, server)
+    try:
+        with socket.create_connection(listener.address, timeout=10) as s:
+            received = recv_all(s)
+        assert hashlib.sha256(received).digest() == hashlib.sha256(payload).digest()
+    finally:
+        listener.close()
+
+
+def test_writes_from_another_thread_then_close_flush(impl):
+    conns = []
+    listener = impl.listener(None, lambda c: conns.append(c))
+    try:
+        with socket.create_connection(listener.address, timeout=10) as s:
+            wait_for(lambda: conns, 5, "accept")
+            conn = conns[0]  # this (test) thread is not the loop thread
+            for i in range(1000):
+                conn.write(b"%04d" % i)
+            conn.close()
+            with pytest.raises(ConnectionClosed):
+                conn.write(b"x")
+            received = recv_all(s)
+        assert received == b"".join(b"%04d" % i for i in range(1000))
+    finally:
+        listener.close()
+
+
+# -- writelines ---------------------------------------------------------------
+
+def test_writelines_pulls_lazily_as_the_socket_drains(impl):
+    pulled = []
+    chunk = b"x" * 65536
+
+    def body():
+        for i in range(400):  # 25 MiB: far beyond the socket buffers
+            pulled.append(i)
+            yield chunk
+
+    conns = []
+    listener = impl.listener(None, lambda c: (conns.append(c), c.writelines(body())))
+    try:
+        with socket.create_connection(listener.address, timeout=10) as s:
+            wait_for(lambda: pulled, 5, "first pull")
+            time.sleep(0.2)
+            assert len(pulled) < 200  # the peer reads nothing yet
+            total = 0
+            while total < 400 * 65536:
+                total += len(s.recv(1 << 20))
+            assert len(pulled) == 400
+            conns[0].close()
+    finally:
+        listener.close()
+
+
+def test_writelines_iterator_error_reaches_handle_exception(impl):
+    handler = Recorder()
+
+    def body():
+        yield b"ok"
+        raise ValueError("bad body")
+
+    def server(conn):
+        conn.set_handler(handler)
+        conn.writelines(body())
+        conn.writelines([b"a", "not bytes", b"b"])
+
+    listener = impl.listener(None, server)
+    try:
+        with socket.create_connection(listener.address, timeout=10) as s:
+            wait_for(lambda: len(handler.exceptions) == 2, 5, "exceptions")
+            assert isinstance(handler.exceptions[0], ValueError)
+            assert isinstance(handler.exceptions[1], TypeError)
+            assert "str" in str(handler.exceptions[1])
+            s.settimeout(5)
+            got = b""
+            while got != b"oka":
+                got += s.recv(10)
+            assert handler.connection is None or True
+            for c in listener.connections():
+                c.close()
+    finally:
+        listener.close()
+
+
+# -- addresses ----------------------------------------------------------------
+
+def test_listener_on_a_free_port_and_peer_address(impl):
+    accepted = []
+    listener = impl.listener(None, lambda c: accepted.append(c))
+    try:
+        host, port = listener.address
+        assert host == "127.0.0.1" and port > 0
+        with socket.create_connection(listener.address, timeout=5) as s:
+            wait_for(lambda: accepted, 5, "accept")
+            conn = accepted[0]
+            assert conn.peer_address == s.getsockname()
+            assert conn.control is listener
+            assert listener.connections() == [conn]
+            conn.close()
+    finally:
+        listener.close()
+
+
+def test_port_zero_is_resolved(impl):
+    listener = impl.listener(("127.0.0.1", 0), Echo)
+    try:
+        assert listener.address[1] != 0
+    finally:
+        listener.close()
+
+
+@pytest.mark.skipif(not has_ipv6(), reason="no IPv6 on this machine")
+def test_ipv6_echo(impl):
+    listener = impl.listener(("::1", 0), Echo)
+    client = Recorder()
+    try:
+        assert listener.address[0] == "::1"
+        impl.connect(listener.address, client)
+        assert client.event.wait(5) and client.connection
+        client.connection.write(b"over six")
+        wait_for(lambda: client.received() == b"over six", 5, "echo")
+        assert client.connection.peer_address[:2] == listener.address
+        client.connection.close()
+    finally:
+        listener.close()
+
+
+def test_unix_socket_echo_and_cleanup(impl, tmp_path):
+    path = str(tmp_path / "echo.sock")
+    listener = impl.listener(path, Echo)
+    client = Recorder()
+    try:
+        assert listener.address == path and os.path.exists(path)
+        impl.connect(path, client)
+        assert client.event.wait(5) and client.connection
+        client.connection.write(b"local")
+        wait_for(lambda: client.received() == b"local", 5, "echo")
+        client.connection.close()
+    finally:
+        listener.close()
+    assert not os.path.exists(path)
+
+
+def test_failed_bind_leaves_the_owners_unix_socket_alone(impl, tmp_path):
+    path = str(tmp_path / "owned.sock")
+    owner = impl.listener(path, Echo)
+    try:
+        before = set(os.listdir("/proc/self/fd"))
+        with pytest.raises(OSError):
+            impl.listener(path, Echo)
+        assert set(os.listdir("/proc/self/fd")) == before  # nothing leaked
+        assert os.path.exists(path)
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(path)  # the owner still answers
+    finally:
+        owner.close()
+
+
+def test_stale_unix_socket_file_is_replaced(impl, tmp_path):
+    path = str(tmp_path / "stale.sock")
+    dead = socket.socket(socket.AF_UNIX)
+    dead.bind(path)
+    dead.close()  # leaves the file, with nobody listening
+    listener = impl.listener(path, Echo)
+    listener.close()
+    assert not os.path.exists(path)
+
+
+def test_busy_port_raises_in_the_call_without_leaking(impl):
+    listener = impl.listener(None, Echo)
+    try:
+        before = set(os.listdir("/proc/self/fd"))
+        with pytest.raises(OSError):
+            impl.listener(listener.address, Echo)
+        assert set(os.listdir("/proc/self/fd")) == before
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("address, error", [
+    (42, ValueError), (("127.0.0.1",), ValueError), ([1, 2], ValueError),
+    (("127.0.0.1", "80"), TypeError), ((1, 80), TypeError),
+    (("127.0.0.1", 70000), ValueError), ("", ValueError),
+])
+def test_invalid_addresses_raise_in_the_call(impl, address, error):
+    with pytest.raises(error, match="address"):
+        impl.connect(address, Recorder())
+    with pytest.raises(error, match="address"):
+        impl.listener(address, Echo)
+    with pytest.raises(error, match="address"):
+        impl.udp(address, b"x")
+    with pytest.raises(error, match="address"):
+        impl.udp_listener(address, lambda a, d: None)
+
+
+def test_connect_refused_is_a_readable_failed_connect(impl):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        address = s.getsockname()
+    client = Recorder()
+    impl.connect(address, client)
+    assert client.event.wait(5)
+    assert client.connection is None
+    assert "refused" in str(client.failed[0]).lower()
+
+
+def test_connect_to_a_missing_unix_path_fails(impl, tmp_path):
+    client = Recorder()
+    impl.connect(str(tmp_path / "nobody.sock"), client)
+    assert client.event.wait(5)
+    assert "No such file" in str(client.failed[0])
+
+
+def test_connect_to_an_unknown_host_fails(impl):
+    client = Recorder()
+    impl.connect(("no-such-host.invalid", 80), client)
+    assert client.event.wait(20)
+    assert client.failed
+
+
+def test_handler_without_connect_methods_is_rejected(impl):
+    with pytest.raises(TypeError, match="connected"):
+        impl.connect(("127.0.0.1", 1), object())
+    with pytest.raises(TypeError, match="callable"):
+        impl.listener(None, object())
+
+
+# -- UDP ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("family", ["ipv4", "ipv6", "unix"])
+def test_udp_send_listen_and_truncate(impl, family, tmp_path):
+    if family == "ipv6" and not has_ipv6():
+        pytest.skip("no IPv6 on this machine")
+    address = {"ipv4": ("127.0.0.1", 0), "ipv6": ("::1", 0),
+               "unix": str(tmp_path / "dgram.sock")}[family]
+    got = []
+    udp = impl.udp_listener(address, lambda a, d: got.append(d), buffer_size=8)
+    try:
+        impl.udp(udp.address, b"short")
+        impl.udp(udp.address, b"0123456789abcdef")
+        wait_for(lambda: len(got) == 2, 5, "datagrams")
+        assert got == [b"short", b"01234567"]
+    finally:
+        udp.close()
+    if family == "unix":
+        assert not os.path.exists(address)
+
+
+def test_udp_handler_errors_are_logged_and_the_listener_goes_on(impl, caplog):
+    got = []
+
+    def handler(address, data):
+        if data == b"bad":
+            raise RuntimeError("bad datagram")
+        got.append((address, data))
+
+    udp = impl.udp_listener(("127.0.0.1", 0), handler)
+    try:
+        with caplog.at_level(logging.ERROR, logger="ngi"):
+            impl.udp(udp.address, b"bad")
+            impl.udp(udp.address, b"good")
+            wait_for(lambda: got, 5, "datagram")
+        assert got[0][1] == b"good"
+        assert got[0][0][0] == "127.0.0.1"
+        assert "bad datagram" in caplog.text
+    finally:
+        udp.close()
+
+
+# -- errors -------------------------------------------------------------------
+
+def test_handler_exception_is_logged_with_traceback_and_closes_only_its_connection(impl, caplog):
+    class Fragile(Echo):
+        def handle_input(self, connection, data):
+            if data.startswith(b"die"):
+                raise RuntimeError("handler died")
+            connection.write(data)
+
+    listener = impl.listener(None, Fragile)
+    try:
+        with caplog.at_level(logging.ERROR, logger="ngi"):
+            with socket.create_connection(listener.address, timeout=5) as a, \
+                    socket.create_connection(listener.address, timeout=5) as b:
+                a.sendall(b"die")
+                assert recv_all(a, 5) == b""  # closed by the implementation
+                b.sendall(b"alive")
+                assert b.recv(10) == b"alive"
+        assert "handler died" in caplog.text
+        assert "Traceback" in caplog.text
+        assert caplog.records[0].name.startswith("ngi")
+    finally:
+        listener.close()
+
+
+def test_failing_server_callable_closes_only_its_connection(impl, caplog):
+    calls = []
+
+    def server(conn):
+        calls.append(conn)
+        if len(calls) == 1:
+            raise RuntimeError("server failed")
+        Echo(conn)
+
+    listener = impl.listener(None, server)
+    try:
+        with socket.create_connection(listener.address, timeout=5) as a:
+            assert recv_all(a, 5) == b""
+        with socket.create_connection(listener.address, timeout=5) as b:
+            b.sendall(b"still here")
+            assert b.recv(20) == b"still here"
+        assert "server failed" in caplog.text
+    finally:
+        listener.close()
+
+
+def test_peer_reset_is_a_handle_close(impl):
+    handler = Recorder()
+    listener = impl.listener(None, lambda c: c.set_handler(handler))
+    try:
+        s = socket.create_connection(listener.address, timeout=5)
+        s.sendall(b"x")
+        wait_for(lambda: handler.data, 5, "input")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        s.close()  # RST
+        wait_for(lambda: handler.closed, 5, "handle_close")
+        assert handler.closed[0]
+    finally:
+        listener.close()
+
+
+def test_writing_into_a_reset_connection_is_a_handle_close(impl):
+    handler = Recorder()
+    conns = []
+
+    def server(conn):
+        conns.append(conn)
+        conn.set_handler(handler)
+
+    listener = impl.listener(None, server)
+    try:
+        s = socket.create_connection(listener.address, timeout=5)
+        wait_for(lambda: conns, 5, "accept")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        s.close()
+        wait_for(lambda: handler.closed, 5, "handle_close")
+        with pytest.raises(ConnectionClosed):
+            conns[0].write(b"x" * 100000)
+    finally:
+        listener.close()
+
+
+# -- listeners ----------------------------------------------------------------
+
+def test_listener_close_with_handler_waits_for_connections(impl):
+    accepted = []
+    drained = threading.Event()
+    listener = impl.listener(None, lambda c: (accepted.append(c), Echo(c)))
+    with socket.create_connection(listener.address, timeout=5) as s:
+        wait_for(lambda: accepted, 5, "accept")
+        listener.close(lambda l: drained.set())
+        time.sleep(0.05)
+        assert not drained.is_set()
+        with pytest.raises(OSError):  # no longer accepting
+            socket.create_connection(listener.address, timeout=2).close()
+        s.sendall(b"still open")
+        assert s.recv(20) == b"still open"
+    assert drained.wait(5)
+
+
+def test_listener_close_stops_connections(impl):
+    handler = Recorder()
+    listener = impl.listener(None, lambda c: c.set_handler(handler))
+    with socket.create_connection(listener.address, timeout=5) as s:
+        wait_for(lambda: listener.connections(), 5, "accept")
+        listener.close()
+        wait_for(lambda: handler.closed, 5, "stopped")
+        assert handler.closed == ["stopped"]
+        assert recv_all(s, 5) == b""
+
+
+# -- threading modes ----------------------------------------------------------
+
+def test_loop_thread_starts_lazily_and_ends_when_idle():
+    impl = ngi.net.Implementation(name="ngi-lazy")
+    assert not [t for t in threading.enumerate() if t.name == "ngi-lazy"]
+    listener = impl.listener(None, Echo)
+    assert [t for t in threading.enumerate() if t.name == "ngi-lazy"]
+    listener.close()
+    impl.wait(5)
+    assert not [t for t in threading.enumerate() if t.name == "ngi-lazy"]
+    listener = impl.listener(None, Echo)  # and starts again
+    assert [t for t in threading.enumerate() if t.name == "ngi-lazy"]
+    listener.close()
+    impl.wait(5)
+
+
+def test_wait_times_out_while_busy(impl):
+    listener = impl.listener(None, Echo)
+    try:
+        with pytest.raises(Timeout):
+            impl.wait(0.05)
+    finally:
+        listener.close()
+
+
+def test_non_daemon_implementation_thread():
+    impl = ngi.net.Implementation(daemon=False, name="ngi-nondaemon")
+    listener = impl.listener(None, Echo)
+    [thread] = [t for t in threading.enumerate() if t.name == "ngi-nondaemon"]
+    assert not thread.daemon
+    listener.close()
+    impl.wait(5)
+
+
+def test_call_from_thread_runs_on_the_loop_thread(impl):
+    where = []
+    impl.call_from_thread(lambda: where.append(threading.current_thread().name))
+    impl.wait(5)
+    assert where == ["ngi-test-net"]
+
+
+def test_call_later_keeps_the_loop_busy_until_it_fires(impl):
+    fired = []
+    start = time.monotonic()
+    impl.call_later(0.05, fired.append, 1)
+    impl.wait(5)
+    assert fired == [1] and time.monotonic() - start >= 0.04
+
+
+def test_inline_loop_runs_in_the_caller_and_propagates_errors():
+    impl = ngi.net.Inline()
+    where = []
+
+    class Boom(Echo):
+        def handle_input(self, connection, data):
+            where.append(threading.current_thread())
+            raise RuntimeError("propagated")
+
+    listener = impl.listener(None, Boom)
+    with socket.create_connection(listener.address, timeout=5) as s:
+        s.sendall(b"x")
+        with pytest.raises(RuntimeError, match="propagated"):
+            impl.loop(5)
+        assert where == [threading.current_thread()]
+    with pytest.raises(Timeout):
+        impl.loop(0.02)  # the listener is still open
+    listener.close()
+    impl.loop(5)
+
+
+def test_main_is_an_inline_instance():
+    assert isinstance(ngi.net.main, ngi.net.Inline)
+    ngi.net.main.loop(1)  # idle: returns at once
+
+
+def test_thready_listener_gives_each_connection_its_own_thread(impl):
+    threads = []
+
+    class Where(Echo):
+        def handle_input(self, connection, data):
+            threads.append(threading.current_thread().name)
+            connection.write(data)
+
+    listener = impl.listener(None, Where, thready=True)
+    try:
+        with socket.create_connection(listener.address, timeout=5) as a, \
+                socket.create_connection(listener.address, timeout=5) as b:
+            a.sendall(b"a")
+            assert a.recv(1) == b"a"
+            b.sendall(b"b")
+            assert b.recv(1) == b"b"
+            assert len(listener.connections()) == 2
+            ident = {t.ident for t in threading.enumerate() if t.name.endswith("-conn")}
+            assert len(ident) == 2
+        wait_for(lambda: not listener.connections(), 5, "closes")
+    finally:
+        listener.close()
+    wait_for(lambda: not [t for t in threading.enumerate() if t.name.endswith("-conn")],
+             5, "connection threads end")
+
+
+def test_module_level_functions_use_the_default_implementation():
+    listener = ngi.net.listener(None, Echo)
+    client = Recorder()
+    try:
+        ngi.net.connect(listener.address, client)
+        assert client.event.wait(5)
+        client.connection.write(b"default")
+        wait_for(lambda: client.received() == b"default", 5, "echo")
+        client.connection.close()
+    finally:
+        listener.close()
+    ngi.net.wait(5)
+
+
+def test_bound_address_is_logged(impl, caplog):
+    with caplog.at_level(logging.INFO, logger="ngi"):
+        listener = impl.listener(None, Echo)
+    listener.close()
+    assert repr(listener.address) in caplog.text
