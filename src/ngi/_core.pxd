@@ -90,7 +90,8 @@ cdef class Connection(Watcher):
     cdef list queue              # None until data must wait
     cdef Py_ssize_t head         # index of the first unsent item in queue
     cdef Py_ssize_t offset       # bytes of queue[head] already sent
-    cdef Py_ssize_t queued       # bytes waiting in queue
+    cdef Py_ssize_t queued       # bytes accepted and not yet sent
+    cdef Py_ssize_t high, low    # write-buffer marks
     cdef unsigned int flags
     cdef object peer
     cdef public object control
@@ -103,7 +104,8 @@ cdef class Connection(Watcher):
     cdef int update_interest(self) except -1
     cdef int finish_close(self) except -1
     cdef int lost(self, object reason) except -1
-    cdef int abort(self) except -1
+    cdef int teardown(self) except -1
+    cdef int check_limits(self) except -1
     cdef int handler_failed(self, str what, object exc) except -1
 
 

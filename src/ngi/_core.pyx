@@ -20,7 +20,7 @@ Choices, and why:
   skipped).
 * **Write at once, queue the rest.**  On the loop thread a `write` with
   nothing queued goes straight to `send`; only the unsent remainder is
-  queued, and queued chunks leave together through `writev`.
+  queued, and queued chunks leave together through `sendmsg`.
 * **One receive buffer per loop.**  `recv` lands in a loop-owned buffer and
   the `bytes` handed to `handle_input` is the only object built per read.
 * **Other threads only enqueue.**  They append to a lock-protected list and
@@ -87,11 +87,20 @@ cdef extern from "<sys/socket.h>" nogil:
     cdef struct sockaddr_storage:
         sa_family_t ss_family
 
+    cdef struct msghdr:
+        void *msg_name
+        socklen_t msg_namelen
+        iovec *msg_iov
+        size_t msg_iovlen
+        void *msg_control
+        size_t msg_controllen
+        int msg_flags
+
     ssize_t send(int fd, const void *buf, size_t n, int flags)
+    ssize_t sendmsg(int fd, const msghdr *msg, int flags)
     ssize_t recv(int fd, void *buf, size_t n, int flags)
     ssize_t recvfrom(int fd, void *buf, size_t n, int flags,
                      sockaddr *addr, socklen_t *addrlen)
-    ssize_t writev(int fd, const iovec *iov, int iovcnt)
     int accept4(int fd, sockaddr *addr, socklen_t *addrlen, int flags)
     int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
     int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
@@ -161,18 +170,23 @@ EVENT_ERROR = EPOLLERR
 EVENT_HANGUP = EPOLLHUP
 
 cdef enum:
-    MAX_IOV = 64              # buffers gathered into one writev
+    MAX_IOV = 64              # buffers gathered into one sendmsg
     READS_PER_EVENT = 4       # recv calls one socket gets per pass
     ACCEPTS_PER_EVENT = 64    # accept calls one listener gets per pass
     DATAGRAMS_PER_EVENT = 32  # recvfrom calls one UDP socket gets per pass
     PULL_BYTES = 262144       # bytes pulled from a writelines iterator per round
     PULL_ITEMS = 1024         # items pulled from a writelines iterator per round
-    FLUSH_ROUNDS = 16         # writev rounds per writable event
+    FLUSH_ROUNDS = 16         # sendmsg rounds per writable event
 
 cdef enum:  # Connection flags
     F_CLOSING = 1    # the application closed it: no more writes; flush, then close
     F_CLOSED = 2     # the socket is closed
     F_PAUSED = 4     # reading paused
+    F_WPAUSED = 8    # above the high-water mark: the handler was told to pause
+
+cdef enum:  # write-buffer marks, as asyncio's defaults
+    DEFAULT_HIGH = 65536
+    DEFAULT_LOW = 16384
 
 cdef double ACCEPT_PAUSE = 0.5  # seconds an out-of-descriptors listener rests
 
@@ -738,6 +752,10 @@ cdef class Loop:
 cdef class Connection(Watcher):
     """A connected stream socket: NGI's `IConnection` over the core."""
 
+    def __cinit__(self):
+        self.high = DEFAULT_HIGH
+        self.low = DEFAULT_LOW
+
     def __repr__(self):
         state = "closed" if self.flags & F_CLOSED else (
             "closing" if self.flags & F_CLOSING else "open")
@@ -811,9 +829,12 @@ cdef class Connection(Watcher):
             else:
                 self.enqueue(b)
         else:
+            # Counted at once: write_buffer_size includes what is in transit.
+            self.queued += PyBytes_GET_SIZE(b)
             self.loop.submit(self._write, b)
 
     def _write(self, bytes b):
+        self.queued -= PyBytes_GET_SIZE(b)
         if self.flags & F_CLOSED:
             return
         if self.queue is None:
@@ -839,6 +860,7 @@ cdef class Connection(Watcher):
             self.enqueue(iterator)
 
     cdef int send_now(self, bytes data) except -1:
+        """Send at once (nothing is queued); queue whatever the kernel refused."""
         cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
         cdef ssize_t n = send(self.fd, PyBytes_AS_STRING(data), size,
                               MSG_NOSIGNAL)
@@ -846,11 +868,64 @@ cdef class Connection(Watcher):
             return 0
         # Whatever went wrong, queue it: the writable (or error) event then
         # finishes the job or reports the error outside the handler's call.
-        self.enqueue(data)
-        if n > 0:
-            self.offset = n
-            self.queued -= n
+        if n < 0:
+            n = 0
+        self.queue = [data]
+        self.head = 0
+        self.offset = n
+        self.queued += size - n
+        self.update_interest()
+        if self.queued > self.high:
+            self.check_limits()
         return 0
+
+    cdef int check_limits(self) except -1:
+        """Tell the handler when the buffer crosses a mark, once a crossing."""
+        cdef str name
+        if self.flags & F_CLOSED:
+            return 0
+        if self.queued > self.high:
+            if self.flags & F_WPAUSED:
+                return 0
+            self.flags |= F_WPAUSED
+            name = "handle_pause_writing"
+        elif self.queued <= self.low and self.flags & F_WPAUSED:
+            self.flags &= ~F_WPAUSED
+            name = "handle_resume_writing"
+        else:
+            return 0
+        method = getattr(self.handler, name, None)
+        if method is not None:
+            try:
+                method(self)
+            except Exception as e:
+                self.handler_failed(name, e)
+        return 0
+
+    def set_write_limits(self, high=None, low=None):
+        """Set the write buffer's marks (asyncio's rules and defaults)."""
+        for name, value in (("high", high), ("low", low)):
+            if value is not None and (not isinstance(value, int) or value < 0):
+                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        if high is None:
+            high = DEFAULT_HIGH if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if low > high:
+            raise ValueError(f"low ({low}) must not be above high ({high})")
+        self.high = high
+        self.low = low
+        if self.loop.on_loop_thread():
+            self.check_limits()
+        else:
+            self.loop.submit(self._check_limits, _NOARG)
+
+    def _check_limits(self):
+        self.check_limits()
+
+    def get_write_limits(self):
+        """(high, low): the marks in force."""
+        return (self.high, self.low)
 
     cdef int enqueue(self, object item) except -1:
         if self.queue is None:
@@ -859,10 +934,12 @@ cdef class Connection(Watcher):
             self.offset = 0
         else:
             self.queue.append(item)
-        if type(item) is bytes:
-            self.queued += PyBytes_GET_SIZE(<bytes>item)
         if (self.mask & EPOLLOUT) == 0:
             self.update_interest()
+        if type(item) is bytes:
+            self.queued += PyBytes_GET_SIZE(<bytes>item)
+            if self.queued > self.high:
+                self.check_limits()
         return 0
 
     cdef int flush(self) except -1:
@@ -870,6 +947,7 @@ cdef class Connection(Watcher):
         cdef int cnt, rounds
         cdef Py_ssize_t i, end, total, size
         cdef ssize_t n, written
+        cdef msghdr msg
         cdef list queue
         cdef object item
         for rounds in range(FLUSH_ROUNDS):
@@ -901,7 +979,10 @@ cdef class Connection(Watcher):
                 if self.flags & F_CLOSED:
                     return 0
                 continue
-            n = writev(self.fd, iov, cnt)
+            memset(&msg, 0, sizeof(msg))
+            msg.msg_iov = iov
+            msg.msg_iovlen = cnt
+            n = sendmsg(self.fd, &msg, MSG_NOSIGNAL)
             if n < 0:
                 if errno == EINTR:
                     continue
@@ -937,6 +1018,10 @@ cdef class Connection(Watcher):
             self.head = self.offset = 0
             if self.flags & F_CLOSING:
                 return self.finish_close()
+        if self.flags & F_WPAUSED:
+            self.check_limits()
+            if self.fd < 0:
+                return 0
         self.update_interest()
         return 0
 
@@ -944,10 +1029,13 @@ cdef class Connection(Watcher):
         """Pull a bounded round of items from the iterator at the queue head."""
         cdef list items = []
         cdef Py_ssize_t total = 0, count = 0
+        # Pull about `high` bytes at a time: a generator streaming a large
+        # body then holds memory to about the high-water mark.
+        cdef Py_ssize_t budget = min(max(self.high, 1), PULL_BYTES)
         cdef bint done = False
         cdef object error = None, item
         try:
-            while total < PULL_BYTES and count < PULL_ITEMS:
+            while total < budget and count < PULL_ITEMS:
                 try:
                     item = next(iterator)
                 except StopIteration:
@@ -969,6 +1057,8 @@ cdef class Connection(Watcher):
         self.queued += total
         if error is not None:
             self._exception(error)
+        elif self.queued > self.high:
+            self.check_limits()
         return 0
 
     def _exception(self, error):
@@ -1073,13 +1163,29 @@ cdef class Connection(Watcher):
     cdef int finish_close(self) except -1:
         if self.fd >= 0:
             shutdown(self.fd, SHUT_WR)
-        return self.abort()
+        return self.teardown()
 
-    cdef int abort(self) except -1:
+    def abort(self):
+        """Close now, dropping what is not yet sent; no handle_close follows.
+
+        For a peer that stopped reading: its queue is freed at once.
+        """
+        if self.flags & F_CLOSED:
+            return
+        self.flags |= F_CLOSING
+        if self.loop.on_loop_thread():
+            self.teardown()
+        else:
+            self.loop.submit(self._teardown, _NOARG)
+
+    def _teardown(self):
+        self.teardown()
+
+    cdef int teardown(self) except -1:
         """Close the socket now, dropping anything queued."""
         if self.flags & F_CLOSED:
             return 0
-        self.flags |= F_CLOSED | F_CLOSING
+        self.flags = (self.flags | F_CLOSED | F_CLOSING) & ~F_WPAUSED
         self.queue = None
         self.queued = 0
         self.loop.detach(self)
@@ -1091,13 +1197,10 @@ cdef class Connection(Watcher):
                 ctrl.loop.submit(ctrl._forget, self)
         return 0
 
-    def _abort(self):
-        self.abort()
-
     cdef int lost(self, object reason) except -1:
         """The connection ended from outside: tell the handler why."""
         cdef bint notify = not (self.flags & (F_CLOSING | F_CLOSED))
-        self.abort()
+        self.teardown()
         if notify and self.handler is not None:
             on_close = getattr(self.handler, "handle_close", None)
             if on_close is not None:
@@ -1171,7 +1274,7 @@ cdef class Listener(Watcher):
             try:
                 self.server(c)
             except Exception as e:
-                c.abort()
+                c.teardown()
                 loop.report(f"server {self.server!r}", e)
         return 0
 
@@ -1267,7 +1370,7 @@ cdef class Connector(Watcher):
         try:
             handler.connected(c)
         except Exception as e:
-            c.abort()
+            c.teardown()
             loop.report("connected", e)
         return 0
 

@@ -325,7 +325,7 @@ def _serve(server, conn):
     try:
         server(conn)
     except BaseException:
-        conn._abort()
+        conn.abort()
         raise
 
 
