@@ -676,3 +676,192 @@ def test_bound_address_is_logged(impl, caplog):
         listener = impl.listener(None, Echo)
     listener.close()
     assert repr(listener.address) in caplog.text
+
+
+# -- flow control -------------------------------------------------------------
+
+class Pushy:
+    """A server handler that writes until told to pause, and counts crossings."""
+
+    def __init__(self, chunk=1 << 20):
+        self.chunk = b"p" * chunk
+        self.pauses = 0
+        self.resumes = 0
+        self.connection = None
+        self.sizes = []
+
+    def __call__(self, connection):
+        self.connection = connection
+        connection.set_handler(self)
+        self.written = 0
+        while not self.pauses:  # bounded: the kernel takes a few MiB at most
+            connection.write(self.chunk)
+            self.written += len(self.chunk)
+
+    def handle_input(self, connection, data):
+        pass
+
+    def handle_pause_writing(self, connection):
+        self.pauses += 1
+        self.sizes.append(connection.write_buffer_size)
+
+    def handle_resume_writing(self, connection):
+        self.resumes += 1
+        self.sizes.append(connection.write_buffer_size)
+
+
+def test_pause_and_resume_writing_fire_once_per_crossing(impl):
+    server = Pushy()
+    listener = impl.listener(None, server)
+    try:
+        with socket.create_connection(listener.address, timeout=10) as s:
+            wait_for(lambda: server.pauses, 5, "pause")
+            time.sleep(0.1)
+            assert server.pauses == 1 and server.resumes == 0
+            assert server.sizes[0] > 65536
+            assert server.connection.write_buffer_size > 65536
+            total = 0
+            while not server.resumes:  # bounded by what the server wrote
+                total += len(s.recv(1 << 20))
+                assert total <= server.written
+            assert server.resumes == 1 and server.pauses == 1
+            assert server.sizes[1] <= 16384
+            server.connection.close()
+            assert total + len(recv_all(s)) == server.written
+    finally:
+        listener.close()
+
+
+def test_set_write_limits_rules_and_errors(impl):
+    conns = []
+    listener = impl.listener(None, conns.append)
+    try:
+        with socket.create_connection(listener.address, timeout=5):
+            wait_for(lambda: conns, 5, "accept")
+            c = conns[0]
+            assert c.get_write_limits() == (65536, 16384)
+            c.set_write_limits(high=1000)
+            assert c.get_write_limits() == (1000, 250)
+            c.set_write_limits(low=100)
+            assert c.get_write_limits() == (400, 100)
+            c.set_write_limits(high=10, low=10)
+            assert c.get_write_limits() == (10, 10)
+            for bad in ({"high": -1}, {"low": -1}, {"high": 10, "low": 11},
+                        {"high": "big"}):
+                with pytest.raises(ValueError):
+                    c.set_write_limits(**bad)
+            c.close()
+    finally:
+        listener.close()
+
+
+def test_writelines_holds_memory_to_about_the_high_mark(impl):
+    pulled = []
+
+    def body():
+        for i in range(4096):  # 256 MiB if it were all pulled
+            pulled.append(i)
+            yield b"w" * 65536
+
+    conns = []
+
+    def server(conn):
+        conns.append(conn)
+        conn.writelines(body())
+
+    listener = impl.listener(None, server)
+    try:
+        with socket.create_connection(listener.address, timeout=10) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+            wait_for(lambda: pulled, 5, "pulling")
+            time.sleep(0.3)  # the peer reads nothing: the kernel's buffers fill
+            held = conns[0].write_buffer_size
+            assert held <= 2 * 65536
+            assert len(pulled) < 300  # kernel buffers plus about one mark
+            conns[0].abort()
+            assert conns[0].write_buffer_size == 0
+            assert not conns[0]
+    finally:
+        listener.close()
+
+
+def test_abort_drops_the_queue_and_closes_at_once(impl):
+    conns = []
+    listener = impl.listener(None, conns.append)
+    try:
+        with socket.create_connection(listener.address, timeout=10) as s:
+            wait_for(lambda: conns, 5, "accept")
+            conn = conns[0]
+            conn.write(b"a" * (32 << 20))  # far more than the kernel takes
+            wait_for(lambda: 0 < conn.write_buffer_size < (32 << 20), 5, "queued")
+            conn.abort()
+            wait_for(lambda: conn.write_buffer_size == 0, 5, "queue dropped")
+            assert not listener.connections()
+            with pytest.raises(ConnectionClosed):
+                conn.write(b"x")
+            with pytest.raises((ConnectionResetError, OSError)):
+                got = recv_all(s, 5)
+                assert len(got) < (32 << 20)
+                raise ConnectionResetError  # EOF without all the data is fine too
+    finally:
+        listener.close()
+
+
+def test_pause_reading_stops_input_and_resume_delivers_it(impl):
+    handler = Recorder()
+    conns = []
+
+    def server(conn):
+        conns.append(conn)
+        conn.set_handler(handler)
+        conn.pause_reading()
+        conn.pause_reading()  # idempotent
+
+    listener = impl.listener(None, server)
+    try:
+        with socket.create_connection(listener.address, timeout=5) as s:
+            wait_for(lambda: conns, 5, "accept")
+            conn = conns[0]
+            assert conn.reading is False
+            s.setblocking(False)
+            sent = 0
+            for _ in range(10000):  # until the kernel's buffers are full
+                try:
+                    sent += s.send(b"r" * 65536)
+                except BlockingIOError:
+                    break
+            else:
+                raise AssertionError("the peer's writes never backed up")
+            time.sleep(0.1)
+            assert handler.data == []
+            conn.resume_reading()
+            conn.resume_reading()
+            assert conn.reading is True
+            wait_for(lambda: sum(map(len, handler.data)) == sent, 10, "delivery")
+            conn.close()
+    finally:
+        listener.close()
+
+
+def test_writes_in_transit_from_other_threads_count(impl):
+    conns = []
+    release = threading.Event()
+
+    def server(conn):
+        conns.append(conn)
+
+    listener = impl.listener(None, server)
+    try:
+        with socket.create_connection(listener.address, timeout=5) as s:
+            wait_for(lambda: conns, 5, "accept")
+            conn = conns[0]
+            # Block the loop thread so the write stays in transit.
+            impl.call_from_thread(release.wait)
+            conn.write(b"t" * 1000)
+            assert conn.write_buffer_size == 1000
+            release.set()
+            wait_for(lambda: conn.write_buffer_size == 0, 5, "sent")
+            assert s.recv(2000) == b"t" * 1000
+            conn.close()
+    finally:
+        listener.close()
