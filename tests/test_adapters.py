@@ -446,3 +446,148 @@ def test_sized_write_then_read_back(records):
     for record in records:
         adapter.write(record)
     assert sent(peer) == sized(*records)
+
+
+# -- input limits ---------------------------------------------------------------
+
+from ngi.adapters import LineTooLong, MessageTooLarge  # noqa: E402
+
+
+def test_lines_over_max_line_close_with_line_too_long():
+    connection = ngi.testing.Connection()
+    connection.peer.set_handler(Recorder())
+    adapter = Lines(connection, max_line=10)
+    app = Recorder()
+    adapter.set_handler(app)
+    connection.test_input(b"short\n" + b"x" * 11 + b"\nnever\n")
+    assert app.inputs == [b"short"]
+    assert not adapter
+    [reason] = app.closes
+    assert isinstance(reason, LineTooLong) and isinstance(reason, ValueError)
+    assert "max_line=10" in str(reason)
+
+
+def test_lines_partial_line_over_the_limit_is_refused_before_its_end():
+    adapter, app, peer = adapted(lambda c: Lines(c, max_line=8))
+    adapter.connection.test_input(b"12345")
+    assert app.closes == [] and adapter._buffered == 5
+    adapter.connection.test_input(b"6789")  # 9 bytes, no newline yet
+    assert isinstance(app.closes[0], LineTooLong)
+    assert adapter._buffered == 0  # nothing kept beyond the limit
+
+
+def test_lines_exactly_max_line_is_fine():
+    adapter, app, peer = adapted(lambda c: Lines(c, max_line=4))
+    for piece in (b"ab", b"cd\n", b"abcd\n"):
+        adapter.connection.test_input(piece)
+    assert app.inputs == [b"abcd", b"abcd"] and app.closes == []
+
+
+def test_sized_prefix_over_max_size_is_refused_without_buffering():
+    adapter, app, peer = adapted(lambda c: Sized(c, max_size=100))
+    adapter.connection.test_input(sized(b"ok") + struct.pack(">I", 0xFFFFFFF0))
+    assert app.inputs == [b"ok"]
+    [reason] = app.closes
+    assert isinstance(reason, MessageTooLarge) and isinstance(reason, ValueError)
+    assert "max_size=100" in str(reason)
+    assert not adapter and adapter._got == 0
+
+
+def test_sized_record_of_exactly_max_size_is_fine():
+    adapter, app, peer = adapted(lambda c: Sized(c, max_size=3))
+    adapter.connection.test_input(sized(b"abc"))
+    assert app.inputs == [b"abc"] and app.closes == []
+
+
+def test_default_limits():
+    connection = ngi.testing.Connection()
+    assert Lines(connection).max_line == 1 << 20
+    assert Sized(connection).max_size == 16 << 20
+
+
+@pytest.mark.parametrize("adapter_class, name", [(Lines, "max_line"), (Sized, "max_size")])
+def test_bad_limits_are_value_errors(adapter_class, name):
+    with pytest.raises(ValueError, match=name):
+        adapter_class(ngi.testing.Connection(), **{name: -1})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=40), max_size=20),
+       st.sampled_from([Lines, Sized]))
+def test_arbitrary_input_raises_nothing_but_documented_reasons(chunks_, adapter_class):
+    limit = {"max_line": 16} if adapter_class is Lines else {"max_size": 16}
+    connection = ngi.testing.Connection()
+    connection.peer.set_handler(Recorder())
+    adapter = adapter_class(connection, **limit)
+    app = Recorder()
+    adapter.set_handler(app)
+    for chunk in chunks_:
+        if not connection:
+            break
+        connection.test_input(chunk)  # must not raise
+    for record in app.inputs:
+        assert len(record) <= 16
+    for reason in app.closes:
+        assert isinstance(reason, (LineTooLong, MessageTooLarge))
+
+
+# -- flow control passes through --------------------------------------------------
+
+class FakeFlowConnection:
+    """Just enough of a connection to see what the adapter passes on."""
+
+    def __init__(self):
+        self.calls = []
+        self.write_buffer_size = 123
+        self.reading = True
+
+    def set_handler(self, handler):
+        self.handler = handler
+
+    def set_write_limits(self, high=None, low=None):
+        self.calls.append(("limits", high, low))
+
+    def pause_reading(self):
+        self.calls.append("pause")
+        self.reading = False
+
+    def resume_reading(self):
+        self.calls.append("resume")
+        self.reading = True
+
+    def abort(self):
+        self.calls.append("abort")
+
+
+@pytest.mark.parametrize("adapter_class", [Base, Lines, Sized])
+def test_flow_control_passes_through(adapter_class):
+    fake = FakeFlowConnection()
+    adapter = adapter_class(fake)
+    assert adapter.write_buffer_size == 123
+    adapter.set_write_limits(high=10)
+    adapter.pause_reading()
+    assert adapter.reading is False
+    adapter.resume_reading()
+    assert adapter.reading is True
+    adapter.abort()
+    assert fake.calls == [("limits", 10, None), "pause", "resume", "abort"]
+
+
+def test_pause_and_resume_writing_reach_the_handler_with_the_adapter():
+    fake = FakeFlowConnection()
+    adapter = Lines(fake)
+    seen = []
+
+    class App(Recorder):
+        def handle_pause_writing(self, connection):
+            seen.append(("pause", connection))
+
+        def handle_resume_writing(self, connection):
+            seen.append(("resume", connection))
+
+    adapter.set_handler(App())
+    fake.handler.handle_pause_writing(fake)
+    fake.handler.handle_resume_writing(fake)
+    assert seen == [("pause", adapter), ("resume", adapter)]
+    adapter.set_handler(Recorder())
+    assert getattr(fake.handler, "handle_pause_writing", None) is None

@@ -27,6 +27,14 @@ handlers (see `ngi.generator`) that talk through that adapter::
 Records still incomplete when the connection closes are dropped.  Once the
 application has closed the connection, records left over from input that
 was already received are not delivered.
+
+Input is bounded: a line longer than ``max_line`` or a record announced
+longer than ``max_size`` closes the connection, and the handler's
+``handle_close`` gets a `LineTooLong` or `MessageTooLarge` as the reason.
+Nothing is buffered beyond the limit, whatever a length prefix claims.
+Flow control (``write_buffer_size``, ``set_write_limits``,
+``pause_reading``/``resume_reading``/``reading``, and the handler's
+``handle_pause_writing``/``handle_resume_writing``) passes through.
 """
 from __future__ import annotations
 
@@ -35,12 +43,26 @@ from typing import Any, Iterable, Iterator
 
 import ngi.generator
 
-__all__ = ["Base", "Lines", "Sized"]
+__all__ = ["Base", "Lines", "Sized", "LineTooLong", "MessageTooLarge"]
 
 _NOT_AN_ITERABLE_OF_CHUNKS = (str, bytes, bytearray, memoryview)
 _NULL = b"\xff\xff\xff\xff"
 _MAX_SIZE = 0xFFFFFFFE  # 0xFFFFFFFF is the null marker
 _pack_size = struct.Struct(">I").pack
+
+
+class LineTooLong(ValueError):
+    """A line exceeded the adapter's ``max_line``."""
+
+
+class MessageTooLarge(ValueError):
+    """A record exceeded the adapter's ``max_size``."""
+
+
+def _check_limit(name: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+    return value
 
 
 def _check_writelines(name: str, data: Any) -> None:
@@ -86,6 +108,30 @@ class Base:
     def close(self) -> None:
         self.connection.close()
 
+    def abort(self) -> None:
+        """Close now, dropping unsent output (where the connection can)."""
+        self.connection.abort()
+
+    # Flow control passes through to the wrapped connection.
+
+    @property
+    def write_buffer_size(self) -> int:
+        return self.connection.write_buffer_size
+
+    def set_write_limits(self, high: int | None = None,
+                         low: int | None = None) -> None:
+        self.connection.set_write_limits(high, low)
+
+    def pause_reading(self) -> None:
+        self.connection.pause_reading()
+
+    def resume_reading(self) -> None:
+        self.connection.resume_reading()
+
+    @property
+    def reading(self) -> bool:
+        return self.connection.reading
+
     def __bool__(self) -> bool:
         return bool(self.connection)
 
@@ -117,6 +163,23 @@ class Base:
         handle_exception = self._handler.handle_exception
         return lambda connection, exception: handle_exception(self, exception)
 
+    @property
+    def handle_pause_writing(self):
+        handle_pause_writing = self._handler.handle_pause_writing
+        return lambda connection: handle_pause_writing(self)
+
+    @property
+    def handle_resume_writing(self):
+        handle_resume_writing = self._handler.handle_resume_writing
+        return lambda connection: handle_resume_writing(self)
+
+    def _refuse(self, reason: ValueError) -> None:
+        """Input broke a limit: close, and tell the handler why."""
+        self.connection.close()
+        handle_close = getattr(self._handler, "handle_close", None)
+        if handle_close is not None:
+            handle_close(self, reason)
+
     @classmethod
     def handler(cls, func=None):
         """Decorate a generator handler that talks through this adapter."""
@@ -129,8 +192,9 @@ class Base:
 class Lines(Base):
     """Input records end with ``b'\\n'``; the handler gets them without it."""
 
-    def __init__(self, connection: Any) -> None:
+    def __init__(self, connection: Any, max_line: int = 1 << 20) -> None:
         super().__init__(connection)
+        self.max_line = _check_limit("max_line", max_line)
         self._pieces: list[bytes] = []  # the incomplete line, in pieces
         self._buffered = 0              # total length of _pieces
 
@@ -139,21 +203,30 @@ class Lines(Base):
         # are joined once, when its end arrives.
         lines = data.split(b"\n")
         rest = lines.pop()
-        if lines:
-            if self._pieces:
-                self._pieces.append(lines[0])
-                lines[0] = b"".join(self._pieces)
-                self._pieces = []
-                self._buffered = 0
-            if rest:
-                self._keep(rest)
-            for line in lines:
-                if not self.connection:
-                    break  # the application closed it; it wants no more
-                # Looked up per line: a handler may switch handlers.
-                self._handler.handle_input(self, line)
-        elif rest:
+        if lines and self._pieces:
+            if self._buffered + len(lines[0]) > self.max_line:
+                return self._too_long()
+            self._pieces.append(lines[0])
+            lines[0] = b"".join(self._pieces)
+            self._pieces = []
+            self._buffered = 0
+        for line in lines:
+            if not self.connection:
+                return  # the application closed it; it wants no more
+            if len(line) > self.max_line:
+                return self._too_long()
+            # Looked up per line: a handler may switch handlers.
+            self._handler.handle_input(self, line)
+        if rest and self.connection:
+            if self._buffered + len(rest) > self.max_line:
+                return self._too_long()
             self._keep(rest)
+
+    def _too_long(self) -> None:
+        self._pieces = []
+        self._buffered = 0
+        self._refuse(LineTooLong(
+            f"a line longer than max_line={self.max_line} bytes"))
 
     def _keep(self, piece: bytes) -> None:
         self._pieces.append(piece)
@@ -163,8 +236,9 @@ class Lines(Base):
 class Sized(Base):
     """Records are preceded by a 4-byte big-endian length, both ways."""
 
-    def __init__(self, connection: Any) -> None:
+    def __init__(self, connection: Any, max_size: int = 16 << 20) -> None:
         super().__init__(connection)
+        self.max_size = _check_limit("max_size", max_size)
         self._pieces: list[bytes] = []  # the incomplete header or body
         self._got = 0                   # total length of _pieces
         self._want = 4                  # length of the header or body
@@ -192,7 +266,14 @@ class Sized(Base):
             if self._in_header:
                 if chunk == _NULL:
                     continue
-                self._want = int.from_bytes(chunk, "big")
+                size = int.from_bytes(chunk, "big")
+                if size > self.max_size:
+                    self._pieces = []
+                    self._got = 0
+                    return self._refuse(MessageTooLarge(
+                        f"a {size}-byte record is over max_size="
+                        f"{self.max_size} bytes"))
+                self._want = size
                 self._in_header = False
             else:
                 self._want = 4
