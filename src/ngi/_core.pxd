@@ -114,6 +114,7 @@ cdef class Listener(Watcher):
     cdef set conns
     cdef object drained
     cdef bint accepting
+    cdef bint starved            # accept ran out of descriptors; resting
     cdef bint nodelay
     cdef public object address
     cdef public object unix_path

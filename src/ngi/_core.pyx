@@ -1247,15 +1247,21 @@ cdef class Listener(Watcher):
                     continue
                 if err in (EMFILE, ENFILE, ENOBUFS, ENOMEM):
                     # Out of descriptors or memory: the pending connection
-                    # stays readable, so rest instead of spinning.
-                    loop.logger.warning(
-                        "%r: accept failed (%s); pausing for %ss",
-                        self, strerror(err).decode(), ACCEPT_PAUSE)
+                    # stays readable, so rest instead of spinning, and say
+                    # so once per episode, not once per try.
+                    if not self.starved:
+                        self.starved = True
+                        loop.logger.warning(
+                            "%r: accept failed (%s); retrying every %ss",
+                            self, strerror(err).decode(), ACCEPT_PAUSE)
                     loop.set_interest(self, 0)
                     loop.call_later(ACCEPT_PAUSE, self._resume)
                     return 0
                 loop.report(f"accept on {self!r}", os_error(err))
                 return 0
+            if self.starved:
+                self.starved = False
+                loop.logger.warning("%r: accepting again", self)
             if self.nodelay:
                 set_nodelay(fd)
             if self.adopt is not None:
