@@ -121,6 +121,10 @@ class _Base:
 
     _loop: _core.Loop
 
+    def __init__(self):
+        self._loop = _core.Loop()
+        self._udp_sockets = {}
+
     def _kick(self):
         """Make sure a thread will run the loop (work was just queued)."""
 
@@ -189,8 +193,21 @@ class _Base:
                             f"{type(data).__name__}")
         family, sockaddr = _parse(address)
         family, sockaddr = _resolve(family, sockaddr, socket.SOCK_DGRAM)
-        with socket.socket(family, socket.SOCK_DGRAM) as sock:
-            sock.sendto(data, sockaddr)
+        self._udp_socket(family).sendto(data, sockaddr)
+
+    def _udp_socket(self, family):
+        """One unbound datagram socket per family, kept for every udp() call.
+
+        sendto() on one socket is safe from any thread, and it saves a
+        socket() and close() per datagram.
+        """
+        sock = self._udp_sockets.get(family)
+        if sock is None:
+            mine = socket.socket(family, socket.SOCK_DGRAM)
+            sock = self._udp_sockets.setdefault(family, mine)
+            if sock is not mine:  # another thread was first
+                mine.close()
+        return sock
 
     def udp_listener(self, address, handler, buffer_size=4096):
         """Receive datagrams on ``address``: ``handler(address, data)``."""
@@ -237,9 +254,9 @@ class Implementation(_Base):
     """
 
     def __init__(self, daemon=True, name="ngi.net"):
+        super().__init__()
         self.daemon = daemon
         self.name = name
-        self._loop = _core.Loop()
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._thread = None
@@ -286,7 +303,7 @@ class Inline(_Base):
     """An implementation whose loop the application runs with ``loop()``."""
 
     def __init__(self):
-        self._loop = _core.Loop()
+        super().__init__()
         self._loop.propagate = True
 
     def __repr__(self):
