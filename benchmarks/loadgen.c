@@ -1,33 +1,79 @@
-/* ngi's load generator: a C client, so the client is not the bottleneck.
+/* ngi's load generator: a C client, so the client does not limit the server
+ * on a 2-core machine.  One mode per run:
  *
  *   loadgen pingpong HOST PORT CONNS SIZE SECONDS
+ *       CONNS connections; each sends SIZE bytes, waits for all of them to
+ *       come back (checking every byte) and starts again.  ops = requests.
+ *   loadgen stream HOST PORT CONNS SECONDS
+ *       CONNS connections each send continuously (at most WINDOW bytes not
+ *       yet echoed) and read the echo back, checking every byte.
+ *       ops = bytes echoed.
+ *   loadgen connect HOST PORT CONCURRENCY SECONDS
+ *       CONCURRENCY at a time: connect, send 1 byte, read it back, close.
+ *       ops = connections.
+ *   loadgen idle HOST PORT CONNS HOLD_SECONDS
+ *       Open CONNS connections (each echoes 1 byte once, so the server has
+ *       surely accepted it), report, then hold them open until stdin closes
+ *       or HOLD_SECONDS pass.  ops = connections established.
+ *   loadgen udp HOST PORT FLOWS SIZE SECONDS
+ *       FLOWS sockets, each with one SIZE-byte datagram outstanding; a reply
+ *       is checked and the next request sent.  A request unanswered after
+ *       UDP_TIMEOUT seconds is counted as lost and replaced.  ops = replies.
  *
- * Each connection sends SIZE bytes, waits for all SIZE bytes to come back,
- * checks every byte, and starts again.  Prints one JSON object: requests,
- * seconds, errors, latency p50/p99 in microseconds.  An alarm ends the
- * process whatever the server does.
+ * Output, one JSON object per line on stdout:
+ *   {"phase": "measuring"}   when the timed part starts (after connecting
+ *                            and a short warm-up), so the caller can sample
+ *                            the server's CPU time then;
+ *   {"mode": ..., "ops": ..., "seconds": ..., "bytes": ..., "errors": ...,
+ *    "lost": ..., "p50_us": ..., "p99_us": ..., "client_cpu": ...}
+ *                            when it ends (idle: when all are established).
+ * client_cpu is this process's CPU seconds while measuring: close to
+ * "seconds" means the client, not the server, was the limit.
+ *
+ * TCP sockets are bound to source addresses 127.0.0.2 .. 127.0.0.65 in turn
+ * (with IP_BIND_ADDRESS_NO_PORT) when HOST is a 127.x address, so that
+ * TIME_WAIT on one source address does not exhaust the ephemeral ports.
+ *
+ * An alarm ends the process (exit status 3) whatever the server does.
+ * With NGI_BENCH_PARENT=PID in the environment (the runner sets it), the
+ * process dies with that parent, even if the parent is killed.
+ *
+ * Exit status: 0 all good, 1 errors (wrong bytes, failed connections),
+ * 2 usage, 3 timed out.
+ *
+ * Build: cc -O2 -o loadgen loadgen.c
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-typedef struct {
-    int fd;
-    size_t sent, received;
-    uint32_t round;
-    double started;
-} conn_t;
+#ifndef IP_BIND_ADDRESS_NO_PORT
+#define IP_BIND_ADDRESS_NO_PORT 24
+#endif
+
+#define MAX_MESSAGE (256 * 1024)  /* largest SIZE, and the stream read size */
+#define STREAM_CHUNK (64 * 1024)  /* bytes per send() when streaming */
+#define WINDOW (256 * 1024)       /* stream bytes sent but not yet echoed */
+#define SOURCES 64                /* 127.0.0.2 .. 127.0.0.65 */
+#define UDP_TIMEOUT 0.2
+#define MAX_EVENTS 512
+
+/* ---- time, latency histogram, results ---------------------------------- */
 
 static double now(void) {
     struct timespec ts;
@@ -35,17 +81,27 @@ static double now(void) {
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* Latency histogram: 1 us buckets up to 1 s, then one overflow bucket. */
-#define BUCKETS 1000001
+static double cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_utime.tv_usec * 1e-6 +
+           ru.ru_stime.tv_sec + ru.ru_stime.tv_usec * 1e-6;
+}
+
+/* 1 us buckets up to 1 s, then one overflow bucket. */
+#define BUCKETS 1000000
 static uint64_t hist[BUCKETS + 1];
+static uint64_t samples;
 
 static void record(double seconds) {
     long us = (long)(seconds * 1e6);
+    if (us < 0) us = 0;
     hist[us < BUCKETS ? us : BUCKETS]++;
+    samples++;
 }
 
-static long percentile(uint64_t total, double p) {
-    uint64_t want = (uint64_t)(total * p), seen = 0;
+static long percentile(double p) {
+    uint64_t want = (uint64_t)(samples * p), seen = 0;
     for (long i = 0; i <= BUCKETS; i++) {
         seen += hist[i];
         if (seen > want) return i;
@@ -53,83 +109,488 @@ static long percentile(uint64_t total, double p) {
     return BUCKETS;
 }
 
-static void fill(unsigned char *buf, size_t size, int c, uint32_t round) {
-    for (size_t i = 0; i < size; i++) buf[i] = (unsigned char)(i * 7 + c * 13 + round);
+static const char *mode_name;
+static uint64_t ops, bytes_done, errors, lost;
+static double measure_start, cpu_start;
+static int measuring;
+
+/* Start the timed part: forget the warm-up, tell the caller. */
+static void start_measuring(void) {
+    memset(hist, 0, sizeof hist);
+    samples = ops = bytes_done = lost = 0;
+    measuring = 1;
+    measure_start = now();
+    cpu_start = cpu_seconds();
+    printf("{\"phase\": \"measuring\"}\n");
+    fflush(stdout);
 }
 
-static void on_alarm(int sig) { (void)sig; fprintf(stderr, "loadgen: timed out\n"); _exit(3); }
+static void report(void) {
+    double seconds = now() - measure_start, cpu = cpu_seconds() - cpu_start;
+    printf("{\"mode\": \"%s\", \"ops\": %llu, \"seconds\": %.6f, \"bytes\": %llu, "
+           "\"errors\": %llu, \"lost\": %llu, ",
+           mode_name, (unsigned long long)ops, seconds,
+           (unsigned long long)bytes_done, (unsigned long long)errors,
+           (unsigned long long)lost);
+    if (samples)
+        printf("\"p50_us\": %ld, \"p99_us\": %ld, ", percentile(0.5), percentile(0.99));
+    else
+        printf("\"p50_us\": null, \"p99_us\": null, ");
+    printf("\"client_cpu\": %.6f}\n", cpu);
+    fflush(stdout);
+}
 
-int main(int argc, char **argv) {
-    if (argc != 7 || strcmp(argv[1], "pingpong") != 0) {
-        fprintf(stderr, "usage: loadgen pingpong HOST PORT CONNS SIZE SECONDS\n");
-        return 2;
+/* ---- the byte pattern every mode sends and checks ---------------------- */
+
+/* A pseudo-random pattern with a prime period: data at stream offset k is
+ * pattern[k % PERIOD], and the buffer runs MAX_MESSAGE bytes past the
+ * period so any message of up to MAX_MESSAGE bytes is one contiguous slice.
+ * A lost, repeated or reordered piece of the echo shows up in memcmp. */
+#define PERIOD 65521
+static unsigned char pattern[PERIOD + MAX_MESSAGE];
+
+static void make_pattern(void) {
+    uint32_t x = 2463534242u;
+    for (size_t i = 0; i < PERIOD; i++) {
+        x ^= x << 13; x ^= x >> 17; x ^= x << 5;
+        pattern[i] = (unsigned char)x;
     }
-    const char *host = argv[2];
-    int port = atoi(argv[3]), nconns = atoi(argv[4]);
-    size_t size = (size_t)atol(argv[5]);
-    double seconds = atof(argv[6]);
-    signal(SIGPIPE, SIG_IGN);
-    signal(SIGALRM, on_alarm);
-    alarm((unsigned)seconds + 30);
+    for (size_t i = PERIOD; i < sizeof pattern; i++) pattern[i] = pattern[i - PERIOD];
+}
 
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
-    inet_pton(AF_INET, host, &sa.sin_addr);
-    int ep = epoll_create1(0);
-    conn_t *conns = calloc(nconns, sizeof(conn_t));
-    unsigned char **expect = calloc(nconns, sizeof(char *));
-    unsigned char *rbuf = malloc(size > 65536 ? size : 65536);
-    uint64_t requests = 0, errors = 0;
+static const unsigned char *slice(uint64_t offset) { return pattern + offset % PERIOD; }
 
+/* ---- sockets ----------------------------------------------------------- */
+
+static struct sockaddr_in server;
+static int spread_sources;  /* HOST is loopback: bind to varied sources */
+static unsigned source_turn;
+static int ep;
+
+static void on_alarm(int sig) {
+    (void)sig;
+    static const char msg[] = "loadgen: timed out\n";
+    if (write(2, msg, sizeof msg - 1)) {}
+    _exit(3);
+}
+
+/* A TCP socket, bound to the next loopback source address, connecting.
+ * Returns the descriptor, or -1 (counted as an error) if it failed at once. */
+static int open_tcp(int blocking) {
+    int fd = socket(AF_INET, SOCK_STREAM | (blocking ? 0 : SOCK_NONBLOCK), 0), one = 1;
+    if (fd < 0) { perror("loadgen: socket"); errors++; return -1; }
+    if (spread_sources) {
+        struct sockaddr_in src = {.sin_family = AF_INET};
+        src.sin_addr.s_addr = htonl(0x7f000002u + source_turn++ % SOURCES);
+        setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+        if (bind(fd, (struct sockaddr *)&src, sizeof src) < 0) {
+            perror("loadgen: bind"); close(fd); errors++; return -1;
+        }
+    }
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(fd, (struct sockaddr *)&server, sizeof server) < 0 && errno != EINPROGRESS) {
+        perror("loadgen: connect"); close(fd); errors++; return -1;
+    }
+    return fd;
+}
+
+static void watch(int op, int fd, uint32_t events, uint32_t index) {
+    struct epoll_event ev = {.events = events, .data.u32 = index};
+    epoll_ctl(ep, op, fd, &ev);
+}
+
+static void set_nonblocking(int fd) {
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+/* ---- ping-pong --------------------------------------------------------- */
+
+typedef struct {
+    int fd;
+    const unsigned char *message;  /* the request in flight */
+    size_t sent, received;
+    uint32_t round;
+    int want_write;
+    double started;
+} pp_conn;
+
+static size_t pp_size;
+
+static void pp_send(pp_conn *c, uint32_t i) {
+    while (c->sent < pp_size) {
+        ssize_t n = send(c->fd, c->message + c->sent, pp_size - c->sent, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN) break;
+            errors++;
+            return;
+        }
+        c->sent += n;
+    }
+    int want = c->sent < pp_size;
+    if (want != c->want_write) {
+        watch(EPOLL_CTL_MOD, c->fd, EPOLLIN | (want ? EPOLLOUT : 0), i);
+        c->want_write = want;
+    }
+}
+
+static void pp_start(pp_conn *c, uint32_t i, double t) {
+    c->message = slice((uint64_t)i * 977 + (uint64_t)c->round * 131);
+    c->round++;
+    c->sent = c->received = 0;
+    c->started = t;
+    pp_send(c, i);
+}
+
+static int pingpong(int nconns, size_t size, double seconds) {
+    static unsigned char rbuf[MAX_MESSAGE];
+    pp_conn *conns = calloc(nconns, sizeof *conns);
+    pp_size = size;
     for (int i = 0; i < nconns; i++) {
-        int fd = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-        if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) { perror("connect"); return 1; }
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        conns[i].fd = fd;
-        expect[i] = malloc(size);
-        struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
-        epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+        conns[i].fd = open_tcp(1);
+        if (conns[i].fd < 0) return 1;
+        set_nonblocking(conns[i].fd);
+        watch(EPOLL_CTL_ADD, conns[i].fd, EPOLLIN, i);
     }
-    double start = now(), end = start + seconds;
-    for (int i = 0; i < nconns; i++) {
-        fill(expect[i], size, i, 0);
-        conns[i].started = now();
-        if (send(conns[i].fd, expect[i], size, 0) != (ssize_t)size) { perror("send"); return 1; }
-    }
-    struct epoll_event events[256];
-    int open = nconns;
-    while (open > 0) {
-        int n = epoll_wait(ep, events, 256, 1000);
+    double t = now(), warm_end = t + (seconds * 0.1 < 0.5 ? seconds * 0.1 : 0.5);
+    double end = warm_end + seconds;
+    for (int i = 0; i < nconns; i++) pp_start(&conns[i], i, t);
+    struct epoll_event events[MAX_EVENTS];
+    while (t < end) {
+        int n = epoll_wait(ep, events, MAX_EVENTS, 100);
+        t = now();
+        if (!measuring && t >= warm_end) start_measuring();
         for (int k = 0; k < n; k++) {
-            int i = events[k].data.u32;
-            conn_t *c = &conns[i];
-            ssize_t r = recv(c->fd, rbuf, size - c->received, MSG_DONTWAIT);
-            if (r <= 0) {
-                if (r < 0 && errno == EAGAIN) continue;
-                errors++; close(c->fd); c->fd = -1; open--; continue;
+            uint32_t i = events[k].data.u32;
+            pp_conn *c = &conns[i];
+            if (c->fd < 0) continue;
+            if (events[k].events & EPOLLOUT) pp_send(c, i);
+            if (!(events[k].events & (EPOLLIN | EPOLLERR | EPOLLHUP))) continue;
+            ssize_t r = recv(c->fd, rbuf, sizeof rbuf, 0);
+            if (r < 0 && errno == EAGAIN) continue;
+            if (r <= 0 || c->received + r > size ||
+                memcmp(rbuf, c->message + c->received, r) != 0) {
+                errors++;  /* closed, failed, or wrong bytes: drop it */
+                close(c->fd);
+                c->fd = -1;
+                continue;
             }
-            if (memcmp(rbuf, expect[i] + c->received, r) != 0) errors++;
             c->received += r;
             if (c->received < size) continue;
-            double t = now();
             record(t - c->started);
-            requests++;
-            if (t >= end) { close(c->fd); c->fd = -1; open--; continue; }
-            c->received = 0;
-            c->round++;
-            fill(expect[i], size, i, c->round);
-            c->started = t;
-            size_t off = 0;
-            while (off < size) {   /* blocking socket: send all */
-                ssize_t w = send(c->fd, expect[i] + off, size - off, 0);
-                if (w < 0) { errors++; break; }
-                off += w;
+            ops++;
+            bytes_done += size;
+            pp_start(c, i, t);
+        }
+    }
+    report();
+    return errors != 0;
+}
+
+/* ---- streaming --------------------------------------------------------- */
+
+typedef struct {
+    int fd;
+    uint64_t sent, received, base;
+    int want_write;
+} st_conn;
+
+static void st_send(st_conn *c, uint32_t i) {
+    while (c->sent - c->received < WINDOW) {
+        size_t room = WINDOW - (c->sent - c->received);
+        ssize_t n = send(c->fd, slice(c->base + c->sent),
+                         room < STREAM_CHUNK ? room : STREAM_CHUNK, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN) break;
+            errors++;
+            return;
+        }
+        c->sent += n;
+    }
+    int want = c->sent - c->received < WINDOW;  /* blocked by the socket */
+    if (want != c->want_write) {
+        watch(EPOLL_CTL_MOD, c->fd, EPOLLIN | (want ? EPOLLOUT : 0), i);
+        c->want_write = want;
+    }
+}
+
+static int stream(int nconns, double seconds) {
+    static unsigned char rbuf[MAX_MESSAGE];
+    st_conn *conns = calloc(nconns, sizeof *conns);
+    for (int i = 0; i < nconns; i++) {
+        conns[i].fd = open_tcp(1);
+        if (conns[i].fd < 0) return 1;
+        set_nonblocking(conns[i].fd);
+        conns[i].base = (uint64_t)i * 7919;
+        watch(EPOLL_CTL_ADD, conns[i].fd, EPOLLIN, i);
+    }
+    double t = now(), warm_end = t + (seconds * 0.1 < 0.5 ? seconds * 0.1 : 0.5);
+    double end = warm_end + seconds;
+    for (int i = 0; i < nconns; i++) st_send(&conns[i], i);
+    struct epoll_event events[MAX_EVENTS];
+    while (t < end) {
+        int n = epoll_wait(ep, events, MAX_EVENTS, 100);
+        t = now();
+        if (!measuring && t >= warm_end) start_measuring();
+        for (int k = 0; k < n; k++) {
+            uint32_t i = events[k].data.u32;
+            st_conn *c = &conns[i];
+            if (c->fd < 0) continue;
+            if (events[k].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) {
+                ssize_t r = recv(c->fd, rbuf, sizeof rbuf, 0);
+                if (r < 0 && errno == EAGAIN) continue;
+                if (r <= 0 || c->received + r > c->sent ||
+                    memcmp(rbuf, slice(c->base + c->received), r) != 0) {
+                    errors++;
+                    close(c->fd);
+                    c->fd = -1;
+                    continue;
+                }
+                c->received += r;
+                bytes_done += r;
+            }
+            st_send(c, i);
+        }
+    }
+    ops = bytes_done;
+    report();
+    return errors != 0;
+}
+
+/* ---- connect rate and idle connections --------------------------------- */
+
+/* Both open connections that echo one byte; connect closes each after its
+ * echo and opens another, idle keeps them. */
+typedef struct {
+    int fd;
+    int sent;  /* connected and the byte sent: now waiting for its echo */
+    double started;
+} cn_conn;
+
+static cn_conn *cn;
+
+static void cn_open(uint32_t i, double t) {
+    cn[i].fd = open_tcp(0);
+    cn[i].sent = 0;
+    cn[i].started = t;
+    if (cn[i].fd >= 0) watch(EPOLL_CTL_ADD, cn[i].fd, EPOLLOUT, i);
+}
+
+/* Handle one event; returns 1 when the connection has just echoed its byte,
+ * -1 when it failed (then it is closed). */
+static int cn_event(uint32_t i) {
+    cn_conn *c = &cn[i];
+    unsigned char byte = (unsigned char)(i * 31 + 7), got;
+    if (!c->sent) {  /* connected (or failed to) */
+        int err = 0;
+        socklen_t len = sizeof err;
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err || send(c->fd, &byte, 1, MSG_NOSIGNAL) != 1) goto failed;
+        c->sent = 1;
+        watch(EPOLL_CTL_MOD, c->fd, EPOLLIN, i);
+        return 0;
+    }
+    ssize_t r = recv(c->fd, &got, 1, 0);
+    if (r < 0 && errno == EAGAIN) return 0;
+    if (r != 1 || got != byte) goto failed;
+    watch(EPOLL_CTL_DEL, c->fd, 0, i);
+    return 1;
+failed:
+    errors++;
+    close(c->fd);
+    c->fd = -1;
+    return -1;
+}
+
+static int connect_rate(int concurrency, double seconds) {
+    cn = calloc(concurrency, sizeof *cn);
+    double t = now(), warm_end = t + (seconds * 0.1 < 0.5 ? seconds * 0.1 : 0.5);
+    double end = warm_end + seconds;
+    for (int i = 0; i < concurrency; i++) cn_open(i, t);
+    struct epoll_event events[MAX_EVENTS];
+    while (t < end && errors < 1000) {
+        int n = epoll_wait(ep, events, MAX_EVENTS, 100);
+        t = now();
+        if (!measuring && t >= warm_end) start_measuring();
+        for (int k = 0; k < n; k++) {
+            uint32_t i = events[k].data.u32;
+            int done = cn_event(i);
+            if (done == 0) continue;
+            if (done == 1) {
+                record(t - cn[i].started);
+                ops++;
+                close(cn[i].fd);
+            }
+            cn_open(i, t);
+        }
+        for (int i = 0; i < concurrency; i++)  /* failed at once: retry */
+            if (cn[i].fd < 0 && errors < 1000) cn_open(i, t);
+    }
+    report();
+    return errors != 0;
+}
+
+static int idle(int nconns, double hold) {
+    const int window = 256;  /* handshakes in flight at once */
+    cn = calloc(nconns, sizeof *cn);
+    int opened = 0, established = 0, failed = 0, in_flight = 0;
+    start_measuring();
+    double t = now();
+    struct epoll_event events[MAX_EVENTS];
+    while (established + failed < nconns && errors < (uint64_t)nconns) {
+        while (in_flight < window && opened < nconns) {
+            cn_open(opened++, t);
+            if (cn[opened - 1].fd >= 0) in_flight++; else failed++;
+        }
+        int n = epoll_wait(ep, events, MAX_EVENTS, 100);
+        t = now();
+        for (int k = 0; k < n; k++) {
+            uint32_t i = events[k].data.u32;
+            int done = cn_event(i);
+            if (done == 1) { record(t - cn[i].started); established++; in_flight--; }
+            if (done == -1) {  /* one more try, then give that one up */
+                cn_open(i, t);
+                if (cn[i].fd < 0) { in_flight--; failed++; }
             }
         }
     }
-    double elapsed = now() - start;
-    printf("{\"requests\": %llu, \"seconds\": %.4f, \"errors\": %llu, "
-           "\"p50_us\": %ld, \"p99_us\": %ld}\n",
-           (unsigned long long)requests, elapsed, (unsigned long long)errors,
-           percentile(requests, 0.5), percentile(requests, 0.99));
-    return errors ? 1 : 0;
+    ops = established;
+    report();
+    /* Hold the connections until the caller closes our stdin, or time's up. */
+    struct pollfd in = {.fd = 0, .events = POLLIN};
+    double hold_end = now() + hold;
+    char scratch[256];
+    while (now() < hold_end) {
+        int ms = (int)((hold_end - now()) * 1000) + 1;
+        if (poll(&in, 1, ms) > 0 && read(0, scratch, sizeof scratch) <= 0) break;
+    }
+    return established < nconns;
+}
+
+/* ---- UDP request/response ---------------------------------------------- */
+
+typedef struct {
+    int fd;
+    uint32_t seq;
+    double sent_at;
+    unsigned char message[MAX_MESSAGE];
+} udp_flow;
+
+static size_t udp_size;
+
+static void udp_send(udp_flow *f, uint32_t i, double t) {
+    f->seq++;
+    memcpy(f->message, slice((uint64_t)i * 977 + (uint64_t)f->seq * 131), udp_size);
+    memcpy(f->message, &i, 4);           /* flow and sequence number up front */
+    memcpy(f->message + 4, &f->seq, 4);  /* (SIZE >= 8) */
+    f->sent_at = t;
+    if (sendto(f->fd, f->message, udp_size, 0, (struct sockaddr *)&server, sizeof server) < 0)
+        lost++;  /* no buffer room: the request is lost, time it out */
+}
+
+static int udp(int nflows, size_t size, double seconds) {
+    static unsigned char rbuf[MAX_MESSAGE];
+    udp_flow *flows = calloc(nflows, sizeof *flows);
+    udp_size = size;
+    for (int i = 0; i < nflows; i++) {
+        /* Unconnected on purpose: a reply from any port is accepted (an
+         * implementation may answer from a socket other than the one asked). */
+        flows[i].fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+        struct sockaddr_in local = {.sin_family = AF_INET};
+        local.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        bind(flows[i].fd, (struct sockaddr *)&local, sizeof local);
+        watch(EPOLL_CTL_ADD, flows[i].fd, EPOLLIN, i);
+    }
+    double t = now(), warm_end = t + (seconds * 0.1 < 0.5 ? seconds * 0.1 : 0.5);
+    double end = warm_end + seconds;
+    for (int i = 0; i < nflows; i++) udp_send(&flows[i], i, t);
+    struct epoll_event events[MAX_EVENTS];
+    while (t < end) {
+        int n = epoll_wait(ep, events, MAX_EVENTS, 10);
+        t = now();
+        if (!measuring && t >= warm_end) start_measuring();
+        for (int k = 0; k < n; k++) {
+            uint32_t i = events[k].data.u32;
+            udp_flow *f = &flows[i];
+            ssize_t r;
+            while ((r = recv(f->fd, rbuf, sizeof rbuf, 0)) >= 0) {
+                uint32_t seq;
+                memcpy(&seq, rbuf + 4, 4);
+                if ((size_t)r == size && seq != f->seq) continue;  /* late reply */
+                if ((size_t)r != size || memcmp(rbuf, f->message, size) != 0) {
+                    errors++;
+                    continue;
+                }
+                record(t - f->sent_at);
+                ops++;
+                bytes_done += size;
+                udp_send(f, i, t);
+            }
+        }
+        for (int i = 0; i < nflows; i++)
+            if (t - flows[i].sent_at > UDP_TIMEOUT) { lost++; udp_send(&flows[i], i, t); }
+    }
+    report();
+    return errors != 0;
+}
+
+/* ---- main -------------------------------------------------------------- */
+
+static void usage(void) {
+    fprintf(stderr,
+            "usage: loadgen pingpong HOST PORT CONNS SIZE SECONDS\n"
+            "       loadgen stream HOST PORT CONNS SECONDS\n"
+            "       loadgen connect HOST PORT CONCURRENCY SECONDS\n"
+            "       loadgen idle HOST PORT CONNS HOLD_SECONDS\n"
+            "       loadgen udp HOST PORT FLOWS SIZE SECONDS\n");
+    exit(2);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 6) usage();
+    /* Started by the benchmark runner: die with it, even if it is killed. */
+    const char *parent = getenv("NGI_BENCH_PARENT");
+    if (parent) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != atoi(parent)) return 1;
+    }
+    mode_name = argv[1];
+    const char *host = argv[2];
+    int port = atoi(argv[3]), count = atoi(argv[4]);
+    int sized = !strcmp(mode_name, "pingpong") || !strcmp(mode_name, "udp");
+    if (argc != (sized ? 7 : 6) || count < 1) usage();
+    size_t size = sized ? (size_t)atol(argv[5]) : 0;
+    double seconds = atof(argv[sized ? 6 : 5]);
+    if (sized && (size < 8 || size > MAX_MESSAGE)) {
+        fprintf(stderr, "loadgen: SIZE must be 8 .. %d\n", MAX_MESSAGE);
+        return 2;
+    }
+
+    struct rlimit rl;  /* as many descriptors as we may */
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGALRM, on_alarm);
+    /* Connecting 10,000 idle connections can take a while on a slow server. */
+    alarm((unsigned)seconds + (strcmp(mode_name, "idle") ? 30 : 120));
+
+    server.sin_family = AF_INET;
+    server.sin_port = htons(port);
+    if (inet_pton(AF_INET, host, &server.sin_addr) != 1) {
+        fprintf(stderr, "loadgen: HOST must be an IPv4 address\n");
+        return 2;
+    }
+    spread_sources = (ntohl(server.sin_addr.s_addr) >> 24) == 127;
+    source_turn = (unsigned)getpid();  /* successive runs start elsewhere */
+    ep = epoll_create1(0);
+    make_pattern();
+
+    if (!strcmp(mode_name, "pingpong")) return pingpong(count, size, seconds);
+    if (!strcmp(mode_name, "stream")) return stream(count, seconds);
+    if (!strcmp(mode_name, "connect")) return connect_rate(count, seconds);
+    if (!strcmp(mode_name, "idle")) return idle(count, seconds);
+    if (!strcmp(mode_name, "udp")) return udp(count, size, seconds);
+    usage();
+    return 2;
 }

@@ -1,11 +1,45 @@
-"""Echo servers for the benchmarks, one per process: ``servers.py KIND PORT``.
+"""Python echo servers for the benchmarks, one per process.
 
-Each prints ``ready`` once it listens, then serves until killed.
+    python servers.py KIND        KIND: ngi, asyncio or uvloop
+
+Each listens for TCP and UDP on free 127.0.0.1 ports, prints
+``ready TCP_PORT UDP_PORT`` and echoes until killed.  Every server is written
+the way a user of its library would write a plain echo server; the only
+tuning is a listen backlog of 4096 (ngi and the C server use SOMAXCONN,
+4096 here; asyncio's default of 100 would make 10,000 connects crawl).
 """
+import ctypes
+import os
+import resource
+import signal
 import sys
 
+BACKLOG = 4096
 
-def ngi_server(port):
+
+def raise_descriptor_limit():
+    """Allow as many connections as the hard limit does (10,000 idle ones)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def die_with_parent():
+    """When the runner (NGI_BENCH_PARENT) dies, even by SIGKILL, die too."""
+    parent = os.environ.get("NGI_BENCH_PARENT")
+    if parent:
+        ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != int(parent):
+            os._exit(1)  # it is gone already
+
+
+def ngi_server():
+    """ngi.net with the application-run loop (Inline).
+
+    UDP replies go through ``udp(address, data)``, the only way ngi's API
+    offers to send a datagram: it opens a socket per datagram, and the reply
+    comes from that socket's port, not the listener's.
+    """
     import ngi.net
 
     class Echo:
@@ -19,12 +53,14 @@ def ngi_server(port):
 
     echo = Echo()
     impl = ngi.net.Inline()
-    impl.listener(("127.0.0.1", port), lambda c: c.set_handler(echo))
-    print("ready", flush=True)
+    tcp = impl.listener(("127.0.0.1", 0), lambda connection: connection.set_handler(echo))
+    udp = impl.udp_listener(("127.0.0.1", 0), impl.udp, buffer_size=65536)
+    print("ready", tcp.address[1], udp.address[1], flush=True)
     impl.loop()
 
 
-def asyncio_server(port, use_uvloop=False):
+def asyncio_server(use_uvloop=False):
+    """asyncio (or uvloop) Protocols: the fastest way asyncio offers."""
     import asyncio
 
     class Echo(asyncio.Protocol):
@@ -34,10 +70,20 @@ def asyncio_server(port, use_uvloop=False):
         def data_received(self, data):
             self.transport.write(data)
 
+    class DatagramEcho(asyncio.DatagramProtocol):
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def datagram_received(self, data, address):
+            self.transport.sendto(data, address)
+
     async def main():
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(Echo, "127.0.0.1", port)
-        print("ready", flush=True)
+        server = await loop.create_server(Echo, "127.0.0.1", 0, backlog=BACKLOG)
+        udp, _ = await loop.create_datagram_endpoint(
+            DatagramEcho, local_addr=("127.0.0.1", 0))
+        print("ready", server.sockets[0].getsockname()[1],
+              udp.get_extra_info("sockname")[1], flush=True)
         await server.serve_forever()
 
     if use_uvloop:
@@ -48,12 +94,12 @@ def asyncio_server(port, use_uvloop=False):
 
 
 if __name__ == "__main__":
-    kind, port = sys.argv[1], int(sys.argv[2])
+    die_with_parent()
+    raise_descriptor_limit()
+    kind = sys.argv[1] if len(sys.argv) == 2 else None
     if kind == "ngi":
-        ngi_server(port)
-    elif kind == "asyncio":
-        asyncio_server(port)
-    elif kind == "uvloop":
-        asyncio_server(port, use_uvloop=True)
+        ngi_server()
+    elif kind in ("asyncio", "uvloop"):
+        asyncio_server(use_uvloop=kind == "uvloop")
     else:
-        sys.exit(f"unknown server {kind!r}")
+        sys.exit("usage: servers.py ngi|asyncio|uvloop")
