@@ -77,6 +77,7 @@ cdef class Loop:
 
     cdef int set_interest(self, Watcher w, uint32_t mask) except -1
     cdef int submit(self, object func, object arg) except -1
+    cdef int here_or_soon(self, object func, object arg) except -1
     cdef int run_pending(self) except -1
     cdef int run_timers(self) except -1
     cdef int report(self, str what, object exc) except -1

@@ -214,6 +214,15 @@ cdef int set_nodelay(int fd) except -1:
     return 0
 
 
+cdef inline object call(object func, object arg):
+    """Call a queued (func, arg): no argument, one, or a tuple of them."""
+    if arg is _NOARG:
+        return func()
+    if type(arg) is tuple:
+        return func(*arg)
+    return func(arg)
+
+
 cdef object os_error(int err):
     return OSError(err, strerror(err).decode("utf-8", "replace"))
 
@@ -450,10 +459,7 @@ cdef class Timer:
         if self.cancelled or self.loop is None:
             return
         self.cancelled = True
-        if self.loop.on_loop_thread():
-            self._forget()
-        else:
-            self.loop.submit(self._forget, _NOARG)
+        self.loop.here_or_soon(self._forget, _NOARG)
 
     def _forget(self):
         if self.counted:
@@ -538,6 +544,13 @@ cdef class Loop:
             self.waker.wake()
         return 0
 
+    cdef int here_or_soon(self, object func, object arg) except -1:
+        """Call `func(arg)` now on the loop thread, else queue it for there."""
+        if not self.on_loop_thread():
+            return self.submit(func, arg)
+        call(func, arg)
+        return 0
+
     def call_soon(self, func, *args):
         """Run `func(*args)` on the loop thread, after what is queued."""
         self.submit(func, args if args else _NOARG)
@@ -551,12 +564,7 @@ cdef class Loop:
         PyThread_release_lock(self.lock)
         for func, arg in batch:
             try:
-                if arg is _NOARG:
-                    func()
-                elif type(arg) is tuple:
-                    func(*arg)
-                else:
-                    func(arg)
+                call(func, arg)
             except Exception as e:
                 self.report(f"call {func!r}", e)
         return 0
@@ -570,10 +578,7 @@ cdef class Loop:
         t.func = func
         t.args = args
         t.loop = self
-        if self.on_loop_thread():
-            self._push_timer(t)
-        else:
-            self.submit(self._push_timer, t)
+        self.here_or_soon(self._push_timer, t)
         return t
 
     def _push_timer(self, Timer t):
@@ -724,10 +729,7 @@ cdef class Loop:
     def attach(self, Watcher w, uint32_t mask):
         # Counted active at once, so the loop is not idle in between.
         self.active += 1
-        if self.on_loop_thread():
-            self._register(w, mask)
-        else:
-            self.submit(self._register, (w, mask))
+        self.here_or_soon(self._register, (w, mask))
 
     def _register(self, Watcher w, uint32_t mask):
         if w.fd >= 0:
@@ -787,10 +789,7 @@ cdef class Connection(Watcher):
             raise TypeError(
                 "set_handler() expects a handler with a "
                 f"handle_input(connection, data) method, got {handler!r}")
-        if self.loop.on_loop_thread():
-            self._set_handler(handler, on_input)
-        else:
-            self.loop.submit(self._set_handler, (handler, on_input))
+        self.loop.here_or_soon(self._set_handler, (handler, on_input))
 
     def _set_handler(self, handler, on_input):
         self.handler = handler
@@ -915,10 +914,7 @@ cdef class Connection(Watcher):
             raise ValueError(f"low ({low}) must not be above high ({high})")
         self.high = high
         self.low = low
-        if self.loop.on_loop_thread():
-            self.check_limits()
-        else:
-            self.loop.submit(self._check_limits, _NOARG)
+        self.loop.here_or_soon(self._check_limits, _NOARG)
 
     def _check_limits(self):
         self.check_limits()
@@ -1102,17 +1098,11 @@ cdef class Connection(Watcher):
     def pause_reading(self):
         """Stop delivering input until `resume_reading()`; idempotent."""
         self.flags |= F_PAUSED
-        if self.loop.on_loop_thread():
-            self.update_interest()
-        else:
-            self.loop.submit(self._update, _NOARG)
+        self.loop.here_or_soon(self._update, _NOARG)
 
     def resume_reading(self):
         self.flags &= ~F_PAUSED
-        if self.loop.on_loop_thread():
-            self.update_interest()
-        else:
-            self.loop.submit(self._update, _NOARG)
+        self.loop.here_or_soon(self._update, _NOARG)
 
     @property
     def reading(self):
@@ -1147,10 +1137,7 @@ cdef class Connection(Watcher):
         if self.flags & (F_CLOSING | F_CLOSED):
             return
         self.flags |= F_CLOSING
-        if self.loop.on_loop_thread():
-            self._close()
-        else:
-            self.loop.submit(self._close, _NOARG)
+        self.loop.here_or_soon(self._close, _NOARG)
 
     def _close(self):
         if self.flags & F_CLOSED:
@@ -1173,10 +1160,7 @@ cdef class Connection(Watcher):
         if self.flags & F_CLOSED:
             return
         self.flags |= F_CLOSING
-        if self.loop.on_loop_thread():
-            self.teardown()
-        else:
-            self.loop.submit(self._teardown, _NOARG)
+        self.loop.here_or_soon(self._teardown, _NOARG)
 
     def _teardown(self):
         self.teardown()
@@ -1322,10 +1306,7 @@ cdef class Listener(Watcher):
                 os.unlink(path)
             except OSError:
                 pass
-        if self.loop.on_loop_thread():
-            self._close(handler)
-        else:
-            self.loop.submit(self._close, handler)
+        self.loop.here_or_soon(self._close, (handler,))
 
     def _close(self, handler):
         cdef Connection c
@@ -1419,10 +1400,7 @@ cdef class UDPListener(Watcher):
                 os.unlink(path)
             except OSError:
                 pass
-        if self.loop.on_loop_thread():
-            self.loop.detach(self)
-        else:
-            self.loop.submit(self._close, _NOARG)
+        self.loop.here_or_soon(self._close, _NOARG)
 
     def _close(self):
         self.loop.detach(self)
