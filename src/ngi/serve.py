@@ -1,0 +1,363 @@
+"""``ngi serve``: run an ``IServer`` in production, on one core or several.
+
+One process (the default) listens and serves.  With ``workers > 1`` a
+supervisor process binds, then forks that many workers and restarts any
+that dies.  The workers share the port in one of two ways:
+
+* ``SO_REUSEPORT`` (TCP on Linux, the default): the supervisor opens one
+  listening socket per worker on the same address; the kernel spreads new
+  connections over them.  A worker's socket outlives the worker, so
+  connections that arrive while it is being restarted wait in its backlog
+  instead of being refused.
+* one shared socket (Unix-domain addresses, systems without
+  ``SO_REUSEPORT``, or ``shared_socket=True``): every worker accepts from
+  the same inherited listening socket.
+
+SIGTERM or SIGINT stops accepting at once, lets open connections finish
+for up to ``grace`` seconds (``listener.close(handler)``), then exits 0.
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import resource
+import signal
+import socket
+import sys
+import threading
+import time
+
+import ngi.net
+
+__all__ = ["parse_bind", "load_server", "raise_open_file_limit", "serve",
+           "LOG_LEVELS"]
+
+logger = logging.getLogger("ngi.serve")
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_QUICK_CRASH = 1.0   # a worker that dies younger than this is restarted late
+_KILL_MARGIN = 5     # seconds past the grace before stragglers are killed
+
+
+class UsageError(ValueError):
+    """A bad command-line value: reported in one line, exit status 2."""
+
+
+def parse_bind(text):
+    """Turn ``HOST:PORT``, ``[V6HOST]:PORT`` or ``unix:PATH`` into an NGI address.
+
+    An empty host (``:8000``) means every IPv4 interface.
+    """
+    if text.startswith("unix:"):
+        path = text[len("unix:"):]
+        if not path:
+            raise UsageError(f"invalid address {text!r}: unix:PATH needs a path")
+        return path
+    if text.startswith("["):
+        host, sep, port = text[1:].partition("]:")
+        if not sep or ":" not in host:
+            raise UsageError(f"invalid address {text!r}: expected [V6HOST]:PORT")
+    else:
+        host, sep, port = text.rpartition(":")
+        if not sep or ":" in host:
+            raise UsageError(f"invalid address {text!r}: expected HOST:PORT, "
+                             "[V6HOST]:PORT or unix:PATH")
+    if not port.isdigit() or int(port) > 65535:
+        raise UsageError(f"invalid address {text!r}: the port must be a "
+                         "number in 0..65535")
+    return (host, int(port))
+
+
+def load_server(spec):
+    """Import ``MODULE:NAME`` (NAME may be dotted) and return the callable.
+
+    The current directory is searched first, as ``python -m`` would.
+    """
+    module_name, sep, name = spec.partition(":")
+    if not sep or not module_name or not name:
+        raise UsageError(f"invalid server {spec!r}: expected MODULE:SERVER, "
+                         "for example examples.echo:Echo")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        # Only the named module missing is a usage error; a module that
+        # fails to import something itself shows its traceback.
+        if e.name is None or not (module_name + ".").startswith(e.name + "."):
+            raise
+        raise UsageError(f"cannot import {module_name!r}: {e}") from None
+    server = module
+    for part in name.split("."):
+        try:
+            server = getattr(server, part)
+        except AttributeError:
+            raise UsageError(f"{module_name!r} has no {name!r}") from None
+    if not callable(server):
+        raise UsageError(f"{spec} is not callable: a server is a callable "
+                         "taking a connection")
+    return server
+
+
+def raise_open_file_limit():
+    """Raise the soft RLIMIT_NOFILE to the hard one: one descriptor a connection."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard
+    if target == resource.RLIM_INFINITY:
+        try:  # Linux refuses more than fs.nr_open
+            with open("/proc/sys/fs/nr_open") as f:
+                target = int(f.read())
+        except (OSError, ValueError):
+            target = 1 << 20
+    if soft != resource.RLIM_INFINITY and soft >= target:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (OSError, ValueError) as e:
+        logger.warning("could not raise the open file limit from %d to %d: %s",
+                       soft, target, e)
+        return soft
+    logger.debug("open file limit raised from %d to %d", soft, target)
+    return target
+
+
+def serve(server, address, workers=1, grace=30.0, shared_socket=False):
+    """Serve ``server`` on ``address`` until SIGTERM/SIGINT; return 0.
+
+    Binding happens before anything else, so a busy address raises OSError
+    here.
+    """
+    raise_open_file_limit()
+    if workers == 1:
+        return _Worker(server, grace).run(
+            lambda impl: impl.listener(address, server))
+    return _Supervisor(server, address, workers, grace, shared_socket).run()
+
+
+class _Worker:
+    """One serving process: a listener on an ngi.net loop thread, while the
+    main thread waits for a stop signal.
+
+    The stop signals are blocked in every thread (the loop thread inherits
+    the mask) and taken with ``sigwait``: no handler runs at a random
+    point, so nothing can be interrupted halfway.
+    """
+
+    def __init__(self, server, grace):
+        self.server = server
+        self.grace = grace
+
+    def run(self, listen):
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        impl = ngi.net.Implementation(name="ngi-serve")
+        listener = listen(impl)
+        impl.start_thread()
+        signum = signal.sigwait(_STOP_SIGNALS)
+        drained = threading.Event()
+        listener.close(lambda listener: drained.set())
+        open_now = len(listener.connections())
+        logger.info("%s: stopping; %d connections open (grace %ss)",
+                    signal.Signals(signum).name, open_now, self.grace)
+        if not drained.wait(self.grace) and listener.connections():
+            logger.warning("%d connections still open after %ss; exiting",
+                           len(listener.connections()), self.grace)
+        else:
+            logger.info("stopped")
+        return 0
+
+
+class _Supervisor:
+    """Binds, forks ``count`` workers, restarts the ones that die, and
+    passes a stop signal on to them.
+
+    Like the workers, it takes signals (stop signals and SIGCHLD) with
+    ``sigtimedwait`` in one plain loop instead of handlers.
+    """
+
+    _SIGNALS = (*_STOP_SIGNALS, signal.SIGCHLD)
+
+    def __init__(self, server, address, count, grace, shared_socket):
+        self.server = server
+        self.address = address
+        self.count = count
+        self.grace = grace
+        self.reuse_port = (not shared_socket and not isinstance(address, str)
+                           and hasattr(socket, "SO_REUSEPORT"))
+        self.sockets = []      # one per worker slot (the same one, if shared)
+        self.workers = {}      # pid -> (start time, slot)
+        self.restarts = {}     # slot -> when to start its new worker
+        self.stopping = False
+        self.kill_at = None    # when to kill workers that outstay the grace
+
+    def run(self):
+        self._bind()
+        how = "SO_REUSEPORT" if self.reuse_port else "one shared socket"
+        logger.info("listening on %r", self.bound)
+        logger.info("starting %d workers (%s)", self.count, how)
+        signal.pthread_sigmask(signal.SIG_BLOCK, self._SIGNALS)
+        for slot in range(self.count):
+            self._start(slot)
+        while self.workers or (self.restarts and not self.stopping):
+            info = signal.sigtimedwait(self._SIGNALS, self._timeout())
+            if info is None:
+                pass
+            elif info.si_signo == signal.SIGCHLD:
+                self._reap()
+            else:
+                self._stop(info.si_signo)
+            self._on_time()
+        self._close_sockets()
+        logger.info("stopped")
+        return 0
+
+    def _timeout(self):
+        """Seconds until the next thing to do on time (a long wait if none)."""
+        times = list(self.restarts.values())
+        if self.kill_at is not None:
+            times.append(self.kill_at)
+        if not times:
+            return 3600.0
+        return max(0.0, min(times) - time.monotonic())
+
+    def _on_time(self):
+        now = time.monotonic()
+        if self.kill_at is not None and now >= self.kill_at:
+            self.kill_at = None
+            for pid in list(self.workers):
+                logger.error("worker pid %d still running past the grace; "
+                             "killing it", pid)
+                _kill(pid, signal.SIGKILL)
+        if not self.stopping:
+            for slot, due in list(self.restarts.items()):
+                if due <= now:
+                    del self.restarts[slot]
+                    self._start(slot)
+
+    def _reap(self):
+        while self.workers:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                return
+            entry = self.workers.pop(pid, None)
+            if entry is None or self.stopping:
+                continue
+            started, slot = entry
+            logger.error("worker %d (pid %d) %s; restarting it", slot, pid,
+                         _describe(status))
+            # Don't spin on a worker that dies as soon as it starts.
+            quick = time.monotonic() - started < _QUICK_CRASH
+            self.restarts[slot] = time.monotonic() + (_QUICK_CRASH if quick else 0)
+
+    def _stop(self, signum):
+        if self.stopping:
+            return
+        self.stopping = True
+        logger.info("%s: stopping %d workers", signal.Signals(signum).name,
+                    len(self.workers))
+        self._close_sockets()  # the workers' copies close as they stop
+        for pid in list(self.workers):
+            _kill(pid, signal.SIGTERM)
+        self.kill_at = time.monotonic() + self.grace + _KILL_MARGIN
+
+    def _bind(self):
+        family, sockaddr = ngi.net._parse(self.address, listening=True)
+        family, sockaddr = ngi.net._resolve(family, sockaddr, socket.SOCK_STREAM)
+        if family == socket.AF_UNIX:
+            ngi.net._claim_unix_path(sockaddr)
+        try:
+            first = self._listening_socket(family, sockaddr)
+            self.bound = ngi.net._bound_address(first)
+            self.sockets.append(first)
+            for _ in range(self.count - 1):
+                if self.reuse_port:
+                    # Port 0 was resolved by the first bind; reuse that port.
+                    sockaddr = first.getsockname()
+                    self.sockets.append(self._listening_socket(family, sockaddr))
+                else:
+                    self.sockets.append(first)
+        except BaseException:
+            self._close_sockets()
+            raise
+
+    def _listening_socket(self, family, sockaddr):
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            if family != socket.AF_UNIX:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind(sockaddr)
+            sock.listen(socket.SOMAXCONN)
+            sock.setblocking(False)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+
+    def _close_sockets(self):
+        for sock in set(self.sockets):
+            sock.close()
+        if isinstance(self.address, str) and self.sockets:
+            try:
+                os.unlink(self.address)
+            except OSError:
+                pass
+        self.sockets = []
+
+    def _start(self, slot):
+        pid = os.fork()
+        if pid == 0:
+            self._child(slot)  # never returns
+        self.workers[pid] = (time.monotonic(), slot)
+        logger.info("worker %d started (pid %d)", slot, pid)
+
+    def _child(self, slot):
+        status = 1
+        try:
+            # The stop signals stay blocked: the worker sigwaits for them.
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGCHLD])
+            _renew_module_loops()
+            mine = self.sockets[slot]
+            for sock in set(self.sockets):
+                if sock is not mine:
+                    sock.close()
+            status = _Worker(self.server, self.grace).run(self._adopt(mine))
+        except BaseException:
+            logger.exception("worker %d failed", slot)
+        finally:
+            logging.shutdown()
+            os._exit(status)
+
+    def _adopt(self, sock):
+        def listen(impl):
+            # ngi.net's public listener() binds a new socket; this one is
+            # bound already, so hand it to the loop directly.  The socket
+            # file of a Unix address is the supervisor's to remove.
+            nodelay = sock.family != socket.AF_UNIX
+            return impl._loop.listener(sock.detach(), self.server,
+                                       address=self.bound, unix_path=None,
+                                       nodelay=nodelay)
+        return listen
+
+
+def _renew_module_loops():
+    """Give a forked worker loops of its own for ngi.net's module-level
+    implementations: the epoll descriptors inherited from the supervisor
+    are shared with every other worker."""
+    ngi.net._default.__init__(name=ngi.net._default.name)
+    ngi.net.main.__init__()
+
+
+def _kill(pid, signum):
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
+
+
+def _describe(status):
+    if os.WIFSIGNALED(status):
+        return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exited with status {os.waitstatus_to_exitcode(status)}"
