@@ -2,16 +2,18 @@
 
     python benchmarks/run.py [--quick] [--servers ngi,asyncio,uvloop,c]
                              [--scenarios NAME,...] [--repeat N] [--duration S]
-                             [--json FILE|-] [--plot FILE.png]
+                             [--json FILE|-] [--plot FILE.png] [--markdown FILE.md]
 
-(also ``python -m ngi bench``).  Every server runs in its own process, on
-one CPU, and the client (``loadgen.c``, compiled here with the system ``cc``)
-on another.  Each scenario runs every server in turn within a repetition,
-the order rotating between repetitions; a figure is the median over the
-repetitions, and ratios to uvloop and to the C server are taken pair by pair
-within a repetition, then their median.  The server's CPU time per operation
-is reported beside the throughput because, on 2 cores, a saturated client
-can hide a faster server.
+or ``python -m ngi bench`` with the same options.
+
+Echo servers (ngi.net, asyncio, uvloop, and C: the floor) each run in a
+process of their own, on one CPU, and the client (loadgen.c, compiled here
+with the system cc) on another.  Within a repetition each scenario runs
+every server in turn, the order rotating between repetitions.  A figure is
+the median over the repetitions; ratios to uvloop and to the C server are
+taken pair by pair within a repetition, then their median.  The server's
+CPU time per operation is reported beside the throughput because, on 2
+cores, a saturated client can hide a faster server.
 """
 from __future__ import annotations
 
@@ -167,7 +169,7 @@ class Lines:
             if select.select([self.fd], [], [], left)[0]:
                 chunk = os.read(self.fd, 65536)
                 if not chunk:
-                    raise BenchError(f"{self.what} exited (status {self.proc.wait(5)})")
+                    raise BenchError(f"{self.what} exited (status {self.proc.poll()})")
                 self.buffer += chunk
         line, self.buffer = self.buffer.split(b"\n", 1)
         return line.decode()
@@ -245,7 +247,7 @@ def run_once(scenario, server, tools, options, procs):
                            stderr=server_log)
         try:
             return measure(scenario, server, proc, tools, options, procs, client_log)
-        except BenchError as e:
+        except (BenchError, OSError, ValueError) as e:
             raise BenchError(" | ".join([str(e), *filter(None, [
                 tail("load generator", client_log), tail(f"{server} server", server_log)])]))
         finally:
@@ -296,6 +298,7 @@ def measure(scenario, server, proc, tools, options, procs, client_log):
         raise BenchError(f"load generator status {status}, {result['errors']} errors "
                          "(wrong bytes or failed connections)")
     record = figures(scenario, result, cpu_used, rss_after - rss_before)
+    record["server_rss"] = rss_after
     record["server_core"] = core_busy(cores_start, cores_end, options.server_cpu)
     record["client_core"] = core_busy(cores_start, cores_end, options.client_cpu)
     return record
@@ -338,9 +341,8 @@ def available_servers(wanted):
     return servers
 
 
-def run_all(scenarios, servers, tools, options, procs, progress):
-    """Every scenario x server x repetition; a list of run records."""
-    runs = []
+def run_all(scenarios, servers, tools, options, procs, progress, runs):
+    """Every scenario x server x repetition, each run's record added to `runs`."""
     total = options.repeat * len(scenarios) * len(servers)
     started = time.monotonic()
     for rep in range(options.repeat):
@@ -363,7 +365,6 @@ def run_all(scenarios, servers, tools, options, procs, progress):
                     record["error"] = str(e)
                     progress(f"{label} FAILED: {e}")
                 runs.append(record)
-    return runs
 
 
 def summarise(scenarios, servers, runs):
@@ -491,6 +492,16 @@ def plot(summary, path):
     return True
 
 
+def markdown(text, meta):
+    m = meta["machine"]
+    return (f"# ngi benchmark results\n\n"
+            f"- date: {meta['date']}\n"
+            f"- machine: {m['nproc']} CPUs ({m['cpu']}), Linux {m['kernel']}, "
+            f"Python {m['python']}\n"
+            f"- command: `{meta['command']}`\n\n"
+            f"```\n{text}\n```\n")
+
+
 def machine():
     model = "?"
     try:
@@ -513,7 +524,7 @@ def command_line(argv):
 
 def parse_args(argv):
     parser = argparse.ArgumentParser(
-        prog="ngi bench", description=__doc__.split("\n\n")[2],
+        prog="ngi bench", description=__doc__.split("\n\n")[3],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
                         help="0.5 s per run: the whole run in about a minute "
@@ -531,6 +542,9 @@ def parse_args(argv):
                         help="write everything measured as JSON to FILE ('-': stdout, "
                              "and the table goes to stderr)")
     parser.add_argument("--plot", metavar="FILE.png", help="draw the figures (matplotlib)")
+    parser.add_argument("--markdown", metavar="FILE.md",
+                        help="write the table, machine and command as Markdown "
+                             "(as in benchmarks/RESULTS.md)")
     args = parser.parse_args(argv)
     args.repeat = args.repeat or 3
     args.duration = args.duration or (0.5 if args.quick else 5.0)
@@ -585,19 +599,18 @@ def main(argv=None) -> int:
             print(message, file=sys.stderr, flush=True)
 
     procs = Processes()
+    runs = []
     interrupted = False
     on_term = signal.getsignal(signal.SIGTERM)
     try:
         signal.signal(signal.SIGTERM, stop_on_sigterm)
-        runs = run_all(scenarios, servers, tools, options, procs, progress)
+        run_all(scenarios, servers, tools, options, procs, progress, runs)
     except KeyboardInterrupt:
-        print("ngi bench: interrupted", file=sys.stderr)
+        print("\nngi bench: interrupted; what was measured so far:", file=sys.stderr)
         interrupted = True
     finally:
         procs.stop_all()
         signal.signal(signal.SIGTERM, on_term)
-    if interrupted:
-        return 130
 
     summary = summarise(scenarios, servers, runs)
     meta = {
@@ -619,6 +632,8 @@ def main(argv=None) -> int:
         print(text)
         if options.json:
             Path(options.json).write_text(json.dumps(report, indent=1) + "\n")
+    if options.markdown:
+        Path(options.markdown).write_text(markdown(text, meta))
     if options.plot and plot(summary, options.plot):
         print(f"ngi bench: plot written to {options.plot}", file=sys.stderr)
     if errors:
@@ -626,8 +641,7 @@ def main(argv=None) -> int:
         for r in errors:
             print(f"  {r['scenario']} {r['server']} rep {r['rep'] + 1}: {r['error']}",
                   file=sys.stderr)
-        return 1
-    return 0
+    return 130 if interrupted else 1 if errors else 0
 
 
 if __name__ == "__main__":
