@@ -94,7 +94,9 @@ cdef class Connection(Watcher):
     cdef Py_ssize_t queued       # bytes accepted and not yet sent
     cdef Py_ssize_t high, low    # write-buffer marks
     cdef unsigned int flags
-    cdef object peer
+    cdef object peer             # the peer's address, once asked for
+    cdef char peer_raw[28]       # its raw sockaddr (sockaddr_in6 at most)
+    cdef unsigned char peer_len
     cdef public object control
 
     cdef int send_now(self, bytes data) except -1

@@ -42,7 +42,7 @@ from libc.errno cimport (
     EAGAIN, ECONNABORTED, EINPROGRESS, EINTR, EMFILE, ENFILE, ENOBUFS, ENOMEM,
     EPROTO, errno)
 from libc.stdint cimport uint32_t, uint64_t
-from libc.string cimport memset, strerror, strlen
+from libc.string cimport memcpy, memset, strerror, strlen
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from posix.uio cimport iovec
 from posix.unistd cimport close as c_close, read as c_read, write as c_write
@@ -221,6 +221,13 @@ cdef inline object call(object func, object arg):
     if type(arg) is tuple:
         return func(*arg)
     return func(arg)
+
+
+cdef inline void keep_peer(Connection c, sockaddr *sa, socklen_t length) noexcept:
+    """Keep a peer's raw address in the connection, if it fits (IP does)."""
+    if 0 < length <= sizeof(c.peer_raw):
+        memcpy(c.peer_raw, sa, length)
+        c.peer_len = <unsigned char>length
 
 
 cdef object os_error(int err):
@@ -768,11 +775,17 @@ cdef class Connection(Watcher):
 
     @property
     def peer_address(self):
-        """What getpeername() returns for the socket (kept after close)."""
+        """What getpeername() returns for the socket, also after the close.
+
+        The raw address comes with accept (or is read once on connect) and
+        is turned into a Python object only when asked for.
+        """
         cdef sockaddr_storage ss
         cdef socklen_t length = sizeof(ss)
-        if self.peer is None and self.fd >= 0:
-            if getpeername(self.fd, <sockaddr *>&ss, &length) == 0:
+        if self.peer is None:
+            if self.peer_len:
+                self.peer = sockaddr_to_py(<sockaddr *>self.peer_raw, self.peer_len)
+            elif self.fd >= 0 and getpeername(self.fd, <sockaddr *>&ss, &length) == 0:
                 self.peer = sockaddr_to_py(<sockaddr *>&ss, length)
         return self.peer
 
@@ -796,7 +809,6 @@ cdef class Connection(Watcher):
         self.on_input = on_input
         if not (self.flags & F_CLOSED):
             self.update_interest()
-            self.peer_address  # remember it while the socket is open
 
     cdef int update_interest(self) except -1:
         cdef uint32_t mask = 0
@@ -1219,10 +1231,14 @@ cdef class Listener(Watcher):
         cdef int fd, i, err
         cdef Loop loop = self.loop
         cdef Connection c
+        cdef sockaddr_storage ss
+        cdef socklen_t length
         for i in range(ACCEPTS_PER_EVENT):
             if not self.accepting:
                 return 0
-            fd = accept4(self.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)
+            length = sizeof(ss)
+            fd = accept4(self.fd, <sockaddr *>&ss, &length,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC)
             if fd < 0:
                 err = errno
                 if err == EAGAIN:
@@ -1259,6 +1275,7 @@ cdef class Listener(Watcher):
             c.fd = fd
             c.loop = loop
             c.control = self
+            keep_peer(c, <sockaddr *>&ss, length)
             loop.active += 1
             self.conns.add(c)
             try:
@@ -1352,6 +1369,7 @@ cdef class Connector(Watcher):
         c = Connection.__new__(Connection)
         c.fd = fd
         c.loop = loop
+        c.peer_address  # read it once, while the socket is surely open
         if self.nodelay:
             set_nodelay(fd)
         try:
