@@ -61,7 +61,8 @@ class Served:
             stderr=subprocess.PIPE, text=True)
         self.lines = []
         self.changed = threading.Condition()
-        threading.Thread(target=self._collect, daemon=True).start()
+        self.collector = threading.Thread(target=self._collect, daemon=True)
+        self.collector.start()
         self.address = None
         if wait_for:
             line = self.wait_for(wait_for, timeout)
@@ -114,6 +115,7 @@ class Served:
         if self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+        self.collector.join(10)  # it ends at EOF on stderr
 
     def __enter__(self):
         return self
@@ -384,6 +386,10 @@ def test_workers_stop_accepting_then_drain(app):
         served.process.send_signal(signal.SIGTERM)
         served.wait_for("stopping 2 workers")
         served.wait_for("1 connections open")
+        deadline = time.monotonic() + 20
+        while served.count("connections open") < 2:  # both workers stopping
+            assert time.monotonic() < deadline, served.log
+            time.sleep(0.01)
         with pytest.raises(OSError):
             ask(served.address, b"new", timeout=2)
         client.sendall(b"still open")
