@@ -1,0 +1,33 @@
+"""Sphinx configuration: Markdown pages through MyST, the API from docstrings."""
+import ngi
+
+project = "ngi"
+author = "ngi developers"
+copyright = "ngi developers"
+release = ngi.__version__
+version = ".".join(release.split(".")[:2])
+
+extensions = ["myst_parser", "sphinx.ext.autodoc", "sphinx.ext.viewcode"]
+source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
+myst_enable_extensions = ["colon_fence"]
+myst_heading_anchors = 3
+exclude_patterns = ["_build"]
+
+autodoc_member_order = "bysource"
+autodoc_default_options = {"members": True}
+autodoc_typehints = "none"
+
+html_theme = "alabaster"
+html_title = f"ngi {version}"
+
+
+def _literal_with_trailing_space(app, what, name, obj, options, lines):
+    """ngi.testing's docstrings quote its output prefixes as ``-> `` and
+    ``.> ``; reST refuses an inline literal that ends in a space, so show
+    them without it."""
+    for i, line in enumerate(lines):
+        lines[i] = line.replace("``-> ``", "``->``").replace("``.> ``", "``.>``")
+
+
+def setup(app):
+    app.connect("autodoc-process-docstring", _literal_with_trailing_space)
