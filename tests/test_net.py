@@ -326,7 +326,7 @@ def test_failed_bind_leaves_the_owners_unix_socket_alone(impl, tmp_path):
         before = set(os.listdir("/proc/self/fd"))
         with pytest.raises(OSError):
             impl.listener(path, Echo)
-        assert set(os.listdir("/proc/self/fd")) == before  # nothing leaked
+        assert not set(os.listdir("/proc/self/fd")) - before  # nothing leaked
         assert os.path.exists(path)
         with socket.socket(socket.AF_UNIX) as s:
             s.connect(path)  # the owner still answers
@@ -350,7 +350,7 @@ def test_busy_port_raises_in_the_call_without_leaking(impl):
         before = set(os.listdir("/proc/self/fd"))
         with pytest.raises(OSError):
             impl.listener(listener.address, Echo)
-        assert set(os.listdir("/proc/self/fd")) == before
+        assert not set(os.listdir("/proc/self/fd")) - before
     finally:
         listener.close()
 
@@ -779,8 +779,8 @@ def test_writelines_holds_memory_to_about_the_high_mark(impl):
             assert held <= 2 * 65536
             assert len(pulled) < 300  # kernel buffers plus about one mark
             conns[0].abort()
-            assert conns[0].write_buffer_size == 0
             assert not conns[0]
+            wait_for(lambda: conns[0].write_buffer_size == 0, 5, "queue freed")
     finally:
         listener.close()
 

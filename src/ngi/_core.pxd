@@ -62,6 +62,7 @@ cdef class Loop:
     cdef Waker waker
     cdef PyThread_type_lock lock
     cdef list pending           # cross-thread calls, (func, arg) pairs
+    cdef list ready             # connections that may have work without an edge
     cdef bint wake_pending
     cdef long thread_id         # ident of the thread running the loop, or 0
     cdef readonly Py_ssize_t active
@@ -80,6 +81,7 @@ cdef class Loop:
     cdef int here_or_soon(self, object func, object arg) except -1
     cdef int run_pending(self) except -1
     cdef int run_timers(self) except -1
+    cdef int run_ready(self) except -1
     cdef int report(self, str what, object exc) except -1
     cdef int detach(self, Watcher w) except -1
     cdef inline bint on_loop_thread(self) noexcept
@@ -104,7 +106,8 @@ cdef class Connection(Watcher):
     cdef int flush(self) except -1
     cdef int pull(self, object iterator) except -1
     cdef int read(self) except -1
-    cdef int update_interest(self) except -1
+    cdef int mark_ready(self) except -1
+    cdef inline bint reading_now(self) noexcept
     cdef int finish_close(self) except -1
     cdef int lost(self, object reason) except -1
     cdef int teardown(self) except -1

@@ -3,15 +3,19 @@
 
 Choices, and why:
 
-* **Level-triggered epoll.**  Edge-triggered epoll saves a few wake-ups but
-  forces every reader to drain the socket to EAGAIN, or lose the event for
-  good.  We bound how many reads one socket gets per pass (so one busy peer
-  cannot starve the rest), which edge triggering would turn into a stall.
-  Level triggering lets us stop early and be called again.
-* **Interest follows need.**  A connection asks for readability only once it
-  has a handler (nothing is read before), and for writability only while
-  data waits in its queue; a connection that wants neither is removed from
-  epoll, so a hung-up socket nobody reads cannot make epoll spin.
+* **Connections are edge-triggered, registered once.**  A connection is
+  added to epoll when it is created, for input, output and hang-up, with
+  EPOLLET, and never modified: no epoll_ctl when a write has to wait, and
+  no re-poll of every socket that was ready in the previous pass, as level
+  triggering does.  The price is that an edge, once reported, never comes
+  back, so the core keeps its own list of connections that may still have
+  work (`Loop.ready`): one that stopped reading at the per-pass bound (so
+  one busy peer cannot starve the rest), one that just got its handler or
+  resumed reading (input may have arrived while nobody read), one whose
+  queue holds an iterator to pull.  A read shorter than the buffer means
+  the socket was drained, since anything arriving later makes a new edge;
+  after a hang-up edge the reader goes on to EOF.  Listeners, connectors
+  and UDP sockets stay level-triggered: they are few and not hot.
 * **Tokens, not lookups.**  Each registration carries a pointer to its
   `Watcher` in the event's data, so dispatch needs no dict lookup.  The loop
   holds a strong reference to every registered watcher, and one removed
@@ -68,6 +72,7 @@ cdef extern from "<sys/epoll.h>" nogil:
         EPOLLERR
         EPOLLHUP
         EPOLLRDHUP
+        EPOLLET
 
 
 cdef extern from "<sys/eventfd.h>" nogil:
@@ -183,10 +188,16 @@ cdef enum:  # Connection flags
     F_CLOSED = 2     # the socket is closed
     F_PAUSED = 4     # reading paused
     F_WPAUSED = 8    # above the high-water mark: the handler was told to pause
+    F_READY = 16     # in Loop.ready
+    F_HUNGUP = 32    # a hang-up was reported: read on to EOF
+    F_MISSED = 64    # an input edge came while not reading: read when resumed
 
 cdef enum:  # write-buffer marks, as asyncio's defaults
     DEFAULT_HIGH = 65536
     DEFAULT_LOW = 16384
+
+# How a connection is registered, once, for its whole life.
+cdef uint32_t CONNECTION_EVENTS = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET
 
 cdef double ACCEPT_PAUSE = 0.5  # seconds an out-of-descriptors listener rests
 
@@ -498,6 +509,7 @@ cdef class Loop:
         self.waker = Waker()
         self.poller.add(self.waker.fd, EPOLLIN, 0)
         self.pending = []
+        self.ready = []
         self.watchers = set()
         self.graveyard = []
         self.timers = []
@@ -596,6 +608,19 @@ cdef class Loop:
         self.timer_seq += 1
         heapq.heappush(self.timers, (t.when, self.timer_seq, t))
 
+    cdef int run_ready(self) except -1:
+        """Give connections that may still have work their turn."""
+        cdef list batch = self.ready
+        cdef Connection c
+        self.ready = []
+        for c in batch:
+            c.flags &= ~F_READY
+            if c.fd >= 0:
+                c.on_event(EPOLLOUT)
+            if self.failure is not None:
+                break
+        return 0
+
     cdef int run_timers(self) except -1:
         cdef Timer t
         cdef double now = monotonic()
@@ -639,7 +664,7 @@ cdef class Loop:
                 if self.active == 0 and not self.pending:
                     return True
                 ms = -1
-                if self.pending:
+                if self.pending or self.ready:
                     ms = 0
                 else:
                     if self.timers:
@@ -661,6 +686,8 @@ cdef class Loop:
                         w.on_event(self.poller.events_at(i))
                     if self.failure is not None:
                         break
+                if self.ready and self.failure is None:
+                    self.run_ready()
                 if self.graveyard:
                     self.graveyard = []
                 if self.timers:
@@ -690,7 +717,7 @@ cdef class Loop:
         c.loop = self
         if nodelay:
             set_nodelay(fd)
-        self.active += 1
+        self.attach(c, CONNECTION_EVENTS)
         return c
 
     def listener(self, int fd, server, address=None, unix_path=None,
@@ -807,19 +834,18 @@ cdef class Connection(Watcher):
     def _set_handler(self, handler, on_input):
         self.handler = handler
         self.on_input = on_input
-        if not (self.flags & F_CLOSED):
-            self.update_interest()
+        if self.flags & F_MISSED:
+            self.mark_ready()  # input arrived while nobody read
 
-    cdef int update_interest(self) except -1:
-        cdef uint32_t mask = 0
-        if self.flags & F_CLOSED:
-            return 0
-        if (self.on_input is not None
-                and not (self.flags & (F_CLOSING | F_PAUSED))):
-            mask = EPOLLIN
-        if self.queue is not None:
-            mask |= EPOLLOUT
-        self.loop.set_interest(self, mask)
+    cdef inline bint reading_now(self) noexcept:
+        return (self.on_input is not None
+                and not (self.flags & (F_CLOSING | F_CLOSED | F_PAUSED)))
+
+    cdef int mark_ready(self) except -1:
+        """Give this connection a turn in the loop's next pass."""
+        if not (self.flags & (F_READY | F_CLOSED)):
+            self.flags |= F_READY
+            self.loop.ready.append(self)
         return 0
 
     # -- writing ------------------------------------------------------------
@@ -877,15 +903,18 @@ cdef class Connection(Watcher):
                               MSG_NOSIGNAL)
         if n == size:
             return 0
-        # Whatever went wrong, queue it: the writable (or error) event then
-        # finishes the job or reports the error outside the handler's call.
+        # Queue the rest.  When the kernel is full (a short send, EAGAIN) an
+        # edge comes once it takes more; any other failure gets a turn in
+        # the next pass, where flush() meets the error outside the
+        # handler's call and reports it as a close.
         if n < 0:
+            if errno != EAGAIN:
+                self.mark_ready()
             n = 0
         self.queue = [data]
         self.head = 0
         self.offset = n
         self.queued += size - n
-        self.update_interest()
         if self.queued > self.high:
             self.check_limits()
         return 0
@@ -937,13 +966,13 @@ cdef class Connection(Watcher):
 
     cdef int enqueue(self, object item) except -1:
         if self.queue is None:
+            # Nothing was waiting for an edge: flush in the next pass.
             self.queue = [item]
             self.head = 0
             self.offset = 0
+            self.mark_ready()
         else:
             self.queue.append(item)
-        if (self.mask & EPOLLOUT) == 0:
-            self.update_interest()
         if type(item) is bytes:
             self.queued += PyBytes_GET_SIZE(<bytes>item)
             if self.queued > self.high:
@@ -958,6 +987,7 @@ cdef class Connection(Watcher):
         cdef msghdr msg
         cdef list queue
         cdef object item
+        cdef bint blocked = False  # the kernel is full: an edge will come
         for rounds in range(FLUSH_ROUNDS):
             queue = self.queue
             if queue is None:
@@ -995,6 +1025,7 @@ cdef class Connection(Watcher):
                 if errno == EINTR:
                     continue
                 if errno == EAGAIN:
+                    blocked = True
                     break
                 self.lost(os_error(errno))
                 return 0
@@ -1021,7 +1052,8 @@ cdef class Connection(Watcher):
                 del queue[:self.head]
                 self.head = 0
             if written < total:
-                break  # the kernel's buffer is full
+                blocked = True  # the kernel's buffer is full
+                break
         if self.queue is None:
             self.head = self.offset = 0
             if self.flags & F_CLOSING:
@@ -1030,7 +1062,8 @@ cdef class Connection(Watcher):
             self.check_limits()
             if self.fd < 0:
                 return 0
-        self.update_interest()
+        if self.queue is not None and not blocked:
+            self.mark_ready()  # stopped at the per-pass bound
         return 0
 
     cdef int pull(self, object iterator) except -1:
@@ -1086,6 +1119,7 @@ cdef class Connection(Watcher):
         cdef ssize_t n
         cdef int i
         cdef Loop loop = self.loop
+        self.flags &= ~F_MISSED
         for i in range(READS_PER_EVENT):
             n = recv(self.fd, loop.buf, loop.bufsize, 0)
             if n > 0:
@@ -1095,8 +1129,11 @@ cdef class Connection(Watcher):
                 except Exception as e:
                     self.handler_failed("handle_input", e)
                     return 0
-                if (self.mask & EPOLLIN) == 0 or n < loop.bufsize:
+                if not self.reading_now():
+                    self.flags |= F_MISSED  # maybe more: read when resumed
                     return 0
+                if n < loop.bufsize and not (self.flags & F_HUNGUP):
+                    return 0  # drained: more input makes a new edge
             elif n == 0:
                 return self.lost("closed")
             else:
@@ -1105,35 +1142,38 @@ cdef class Connection(Watcher):
                 if errno == EAGAIN:
                     return 0
                 return self.lost(os_error(errno))
-        return 0
+        return self.mark_ready()  # more may be waiting: read again next pass
 
     def pause_reading(self):
         """Stop delivering input until `resume_reading()`; idempotent."""
         self.flags |= F_PAUSED
-        self.loop.here_or_soon(self._update, _NOARG)
 
     def resume_reading(self):
-        self.flags &= ~F_PAUSED
-        self.loop.here_or_soon(self._update, _NOARG)
+        if self.flags & F_PAUSED:
+            self.flags &= ~F_PAUSED
+            self.loop.here_or_soon(self._resumed, _NOARG)
 
     @property
     def reading(self):
         return not (self.flags & (F_PAUSED | F_CLOSING | F_CLOSED))
 
-    def _update(self):
-        self.update_interest()
+    def _resumed(self):
+        if self.flags & F_MISSED:
+            self.mark_ready()  # what arrived meanwhile makes no new edge
 
     cdef int on_event(self, uint32_t events) except -1:
-        if events & EPOLLOUT or (events & (EPOLLERR | EPOLLHUP)
-                                 and self.queue is not None):
+        # Edge-triggered: an event, or a turn from Loop.ready, is the only
+        # chance to act on it.  Errors surface in send or recv.
+        if events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR):
+            self.flags |= F_HUNGUP
+        if self.queue is not None:
             self.flush()
             if self.fd < 0:
                 return 0
-        if events & EPOLLIN:
-            if self.mask & EPOLLIN:
-                self.read()
-        elif events & (EPOLLERR | EPOLLHUP) and self.fd >= 0:
-            self.lost(self.socket_error())
+        if self.reading_now():
+            self.read()
+        elif events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR):
+            self.flags |= F_MISSED  # no handler yet, or paused
         return 0
 
     def socket_error(self):
@@ -1156,8 +1196,6 @@ cdef class Connection(Watcher):
             return
         if self.queue is None:
             self.finish_close()
-        else:
-            self.update_interest()
 
     cdef int finish_close(self) except -1:
         if self.fd >= 0:
@@ -1277,6 +1315,7 @@ cdef class Listener(Watcher):
             c.control = self
             keep_peer(c, <sockaddr *>&ss, length)
             loop.active += 1
+            loop.set_interest(c, CONNECTION_EVENTS)
             self.conns.add(c)
             try:
                 self.server(c)
@@ -1369,6 +1408,7 @@ cdef class Connector(Watcher):
         c = Connection.__new__(Connection)
         c.fd = fd
         c.loop = loop
+        loop.set_interest(c, CONNECTION_EVENTS)
         c.peer_address  # read it once, while the socket is surely open
         if self.nodelay:
             set_nodelay(fd)
