@@ -880,7 +880,7 @@ def test_unhashable_addresses_are_rejected(call):
 
 def test_networks_are_separate():
     """The module functions use one network; another one shares nothing."""
-    network = ngi.testing._Network()
+    network = ngi.testing.Network()
     where = address()
     listener = network.listener(where, Server())
     try:
