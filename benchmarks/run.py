@@ -356,7 +356,8 @@ def run_all(scenarios, servers, tools, options, procs, progress, runs):
                          f"{scenario.name:<17} {server:<8}")
                 progress(f"{label} ...{f' (about {eta:.0f} s left)' if eta else ''}",
                          final=False)
-                record = {"rep": rep, "scenario": scenario.name, "server": server}
+                record = {"rep": rep, "scenario": scenario.name, "server": server,
+                          "started_s": round(time.monotonic() - started, 1)}
                 try:
                     record.update(run_once(scenario, server, tools, options, procs))
                     progress(f"{label} {fmt(record['value'])} {scenario.unit}, "
@@ -431,7 +432,8 @@ def ratio_text(ratio):
 
 def table(summary, meta):
     head = (f"ngi benchmarks, {meta['date']}: {meta['repeat']} repetition(s) x "
-            f"{meta['duration']} s, {meta['pinning']}")
+            f"{meta['duration']} s, {meta['pinning']}; 1-minute load average "
+            "{:.1f} before, {:.1f} after".format(*meta["load_average"]))
     columns = ["scenario", "server", "value", "unit", "p50 us", "p99 us",
                "CPU/op us", "srv CPU", "cores", "vs uvloop", "vs C"]
     rows = []
@@ -598,6 +600,7 @@ def main(argv=None) -> int:
         elif final:
             print(message, file=sys.stderr, flush=True)
 
+    load_before = os.getloadavg()[0]
     procs = Processes()
     runs = []
     interrupted = False
@@ -620,6 +623,7 @@ def main(argv=None) -> int:
         "idle_connections": options.idle_connections, "servers": servers,
         "pinning": (f"server on CPU {options.server_cpu}, client on CPU {options.client_cpu}"
                     if options.server_cpu is not None else "no pinning (1 CPU)"),
+        "load_average": [load_before, os.getloadavg()[0]],
     }
     errors = [r for r in runs if "error" in r]
     report = {"meta": meta, "scenarios": summary, "runs": runs}
