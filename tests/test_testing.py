@@ -1,14 +1,19 @@
 """Tests for what is particular to ngi.testing.
 
-Behaviour that every implementation shares is in test_shared.py; here are
-the printing handlers, the scripting helpers, and the in-memory rules
-(synchronous delivery, queueing, no re-entrancy) that tests rely on.
+Behaviour that every implementation shares is in the conformance suite
+(test_conformance.py); here are the printing handlers, the scripting
+helpers, the in-memory rules (synchronous delivery, queueing, no
+re-entrancy) that tests rely on, and the simulated network: chunks,
+deferred delivery, virtual time, faults and exact flow-control figures.
 """
 from __future__ import annotations
 
 import array
+import errno
 import itertools
 import logging
+import subprocess
+import sys
 
 import pytest
 
@@ -892,3 +897,595 @@ def test_networks_are_separate():
         assert client.connections
     finally:
         listener.close()
+
+
+def test_importing_ngi_testing_does_not_need_pytest():
+    code = ("import sys; sys.modules['pytest'] = None; import ngi.testing; "
+            "assert 'ngi.testing.conformance' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_module_functions_are_bound_to_the_default_network():
+    assert isinstance(ngi.testing.network, ngi.testing.Network)
+    for name in ["connect", "listener", "udp", "udp_listener", "call_later",
+                 "connectable", "peer"]:
+        assert getattr(ngi.testing, name).__self__ is ngi.testing.network
+
+
+# Network: chunks ------------------------------------------------------------
+
+@pytest.mark.parametrize("chunk_size", [0, -1, 1.5, "big", True])
+def test_chunk_size_is_checked(chunk_size):
+    with pytest.raises(ValueError, match="chunk_size"):
+        ngi.testing.Network(chunk_size=chunk_size)
+
+
+def test_chunk_size_splits_every_write():
+    network = ngi.testing.Network(chunk_size=3)
+    peer = Recorder()
+    connection = ngi.testing.Connection(peer, network=network)
+    connection.write(b"abcdefg")
+    connection.writelines([b"hijk"])
+    assert peer.inputs == [b"abc", b"def", b"g", b"hij", b"k"]
+
+
+def random_pieces(seed, data):
+    network = ngi.testing.Network(chunk_size="random", seed=seed)
+    peer = Recorder()
+    ngi.testing.Connection(peer, network=network).write(data)
+    return peer.inputs
+
+
+def test_random_chunks_are_reproducible_from_the_seed():
+    data = bytes(range(256)) * 4
+    pieces = random_pieces(42, data)
+    assert b"".join(pieces) == data
+    assert len(pieces) > 1
+    assert random_pieces(42, data) == pieces
+    splits = {tuple(map(len, random_pieces(seed, data)))
+              for seed in range(10)}
+    assert len(splits) > 1
+
+
+def test_a_network_without_a_seed_picks_one_to_replay():
+    network = ngi.testing.Network(chunk_size="random")
+    assert isinstance(network.seed, int)
+    assert f"seed={network.seed}" in repr(network)
+    data = bytes(range(200))
+    assert random_pieces(network.seed, data) == random_pieces(
+        network.seed, data)
+
+
+def test_chunks_of_different_writes_are_not_merged():
+    network = ngi.testing.Network(chunk_size=10)
+    peer = Recorder()
+    connection = ngi.testing.Connection(peer, network=network)
+    connection.write(b"ab")
+    connection.write(b"cd")
+    assert peer.inputs == [b"ab", b"cd"]
+
+
+# Network: deferred delivery -------------------------------------------------
+
+def test_deferred_writes_wait_for_pump():
+    network = ngi.testing.Network(deferred=True)
+    peer = Recorder()
+    connection = ngi.testing.Connection(peer, network=network)
+    connection.write(b"one")
+    connection.write(b"two")
+    assert peer.inputs == []
+    assert connection.write_buffer_size == 6
+    assert network.pump() is True
+    assert peer.inputs == [b"one", b"two"]
+    assert connection.write_buffer_size == 0
+    assert network.pump() is False
+
+
+def test_pump_delivers_one_hop_at_a_time():
+    network = ngi.testing.Network(deferred=True)
+    server = Server(Echo)
+    listener = network.listener("echo", server)
+    client = Client()
+    network.connect("echo", client)
+    assert client.connections == [] and server.connections == []
+    network.pump()  # the connect
+    [connection] = client.connections
+    connection.write(b"hi")
+    network.pump()  # to the server, which echoes
+    assert server.handlers[0].inputs == [b"hi"]
+    assert client.handler.inputs == []
+    network.pump()  # back to the client
+    assert client.handler.inputs == [b"HI"]
+    connection.close()
+    assert server.handlers[0].closes == []
+    assert network.run_until_idle() == 1
+    assert server.handlers[0].closes == ["closed"]
+    listener.close()
+
+
+def test_run_until_idle_counts_rounds_and_catches_livelock():
+    network = ngi.testing.Network(deferred=True)
+
+    class PingPong:
+        def handle_input(self, connection, data):
+            connection.write(data)
+
+    connection = ngi.testing.Connection(PingPong(), network=network)
+    connection.set_handler(PingPong())
+    assert network.run_until_idle() == 0
+    connection.write(b"ball")
+    with pytest.raises(RuntimeError, match="still busy after 50 rounds"):
+        network.run_until_idle(max_rounds=50)
+    connection.close()
+    assert network.run_until_idle() == 2  # the ball in flight, the close
+
+
+def test_deferred_udp():
+    network = ngi.testing.Network(deferred=True)
+    received = []
+    network.udp_listener("u", lambda address, data: received.append(data))
+    network.udp("u", b"datagram")
+    assert received == []
+    network.pump()
+    assert received == [b"datagram"]
+
+
+def test_an_immediate_network_is_always_idle():
+    network = ngi.testing.Network()
+    assert network.pump() is False
+    assert network.run_until_idle() == 0
+
+
+# Network: virtual time and timers -------------------------------------------
+
+def test_time_starts_at_zero_and_moves_only_with_advance():
+    network = ngi.testing.Network()
+    assert network.time() == 0.0
+    network.advance(1.5)
+    network.advance(0)
+    assert network.time() == 1.5
+    with pytest.raises(ValueError):
+        network.advance(-1)
+
+
+def test_advance_runs_due_timers_in_deadline_order():
+    network = ngi.testing.Network()
+    calls = []
+
+    def record(name):
+        calls.append((name, network.time()))
+
+    network.call_later(3, record, "c")
+    network.call_later(1, record, "a")
+    network.call_later(2, record, "b")
+    network.call_later(2, record, "b2")  # same deadline: in call order
+    network.advance(0.5)
+    assert calls == []
+    network.advance(2)
+    assert calls == [("a", 1.0), ("b", 2.0), ("b2", 2.0)]
+    assert network.time() == 2.5
+    network.advance(10)
+    assert calls[-1] == ("c", 3.0)
+    assert network.time() == 12.5
+
+
+def test_timers_set_by_timers_run_within_the_same_advance():
+    network = ngi.testing.Network()
+    calls = []
+
+    def again(count):
+        calls.append(network.time())
+        if count:
+            network.call_later(1, again, count - 1)
+
+    network.call_later(1, again, 3)
+    network.advance(10)
+    assert calls == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_a_zero_delay_timer_waits_for_advance():
+    network = ngi.testing.Network()
+    calls = []
+    network.call_later(0, calls.append, "now")
+    network.call_later(-5, calls.append, "also now")
+    assert calls == []
+    network.advance(0)
+    assert calls == ["now", "also now"]
+
+
+def test_cancelled_timers_do_not_run():
+    network = ngi.testing.Network()
+    calls = []
+    timer = network.call_later(1, calls.append, "x")
+    assert timer.when == 1.0 and not timer.cancelled
+    timer.cancel()
+    assert timer.cancelled
+    network.advance(2)
+    assert calls == []
+    ran = network.call_later(1, calls.append, "y")
+    network.advance(1)
+    ran.cancel()  # too late: harmless
+    assert calls == ["y"]
+
+
+def test_timer_exceptions_are_printed_and_later_timers_run(capsys):
+    network = ngi.testing.Network()
+    calls = []
+
+    def failing():
+        raise ValueError("timer bug")
+
+    network.call_later(1, failing)
+    network.call_later(2, calls.append, "after")
+    network.advance(3)
+    assert calls == ["after"]
+    assert "ValueError: timer bug" in capsys.readouterr().out
+
+
+def test_call_later_checks_its_arguments():
+    network = ngi.testing.Network()
+    with pytest.raises(TypeError, match="seconds"):
+        network.call_later("1", print)
+    with pytest.raises(TypeError, match="callable"):
+        network.call_later(1, None)
+
+
+def test_the_module_call_later_uses_the_default_network():
+    calls = []
+    timer = ngi.testing.call_later(1, calls.append, "tick")
+    assert timer.when == ngi.testing.network.time() + 1
+    ngi.testing.network.advance(1)
+    assert calls == ["tick"]
+
+
+def test_networks_have_separate_clocks():
+    one, two = ngi.testing.Network(), ngi.testing.Network()
+    calls = []
+    one.call_later(1, calls.append, "one")
+    two.advance(5)
+    assert calls == [] and one.time() == 0.0
+
+
+# Network: faults ------------------------------------------------------------
+
+def test_reset_closes_the_peer_with_a_reset_reason():
+    connection, peer = pair()
+    mine = Recorder()
+    connection.set_handler(mine)
+    connection.reset()
+    assert not connection and not connection.peer
+    [reason] = peer.closes
+    assert isinstance(reason, ConnectionResetError)
+    assert reason.errno == errno.ECONNRESET
+    assert mine.events == []  # like close(): no handle_close for oneself
+    with pytest.raises(ConnectionClosed):
+        connection.write(b"x")
+    connection.reset()  # again: nothing
+
+
+def test_reset_drops_what_the_peer_has_not_read():
+    connection, peer = pair()
+    connection.peer.pause_reading()
+    connection.write(b"unread")
+    connection.writelines(iter([b"more"] * 100_000))
+    assert connection.write_buffer_size > 0
+    connection.reset()
+    assert connection.write_buffer_size == 0
+    connection.peer.resume_reading()
+    assert peer.inputs == []
+    assert len(peer.closes) == 1
+
+
+def test_reset_overtakes_data_in_a_deferred_network():
+    network = ngi.testing.Network(deferred=True)
+    peer = Recorder()
+    connection = ngi.testing.Connection(peer, network=network)
+    connection.write(b"in flight")
+    connection.reset()
+    network.run_until_idle()
+    assert peer.inputs == []
+    assert isinstance(peer.closes[0], ConnectionResetError)
+
+
+def test_abort_drops_unread_data_and_closes_normally():
+    connection, peer = pair()
+    connection.peer.pause_reading()
+    connection.write(b"unread")
+    connection.abort()
+    assert not connection
+    assert connection.write_buffer_size == 0
+    connection.peer.resume_reading()
+    assert peer.events == [("close", "closed")]
+
+
+def test_refuse_fails_connects_until_restored():
+    network = ngi.testing.Network()
+    listener = network.listener("busy", Server())
+    network.refuse("busy")
+    client = Client()
+    network.connect("busy", client)
+    [reason] = client.failures
+    assert isinstance(reason, ConnectionRefusedError)
+    assert reason.errno == errno.ECONNREFUSED
+    assert list(listener.connections()) == []
+    network.restore("busy")
+    client = Client()
+    network.connect("busy", client)
+    assert client.connections
+
+
+def test_a_refused_connect_that_retries_does_not_recurse(capsys):
+    network = ngi.testing.Network()
+    network.refuse("nope")
+    calls = []
+
+    class Retrying:
+        def failed_connect(self, reason):
+            calls.append(reason)
+            network.connect("nope", self)
+
+    network.connect("nope", Retrying())
+    assert len(calls) == 1
+    assert "giving up" in capsys.readouterr().out
+
+
+def test_delay_connect_completes_when_the_time_has_come():
+    network = ngi.testing.Network()
+    listener = network.listener("far", Server())
+    network.delay_connect("far", 2.5)
+    client = Client()
+    network.connect("far", client)
+    network.advance(2)
+    assert client.connections == [] and client.failures == []
+    network.advance(0.5)
+    assert len(client.connections) == 1
+    network.restore("far")
+    quick = Client()
+    network.connect("far", quick)
+    assert quick.connections
+    listener.close()
+
+
+def test_a_delayed_connect_to_a_refused_address_fails_late():
+    network = ngi.testing.Network()
+    network.delay_connect("slow", 1)
+    network.refuse("slow")
+    client = Client()
+    network.connect("slow", client)
+    assert client.failures == []
+    network.advance(1)
+    assert isinstance(client.failures[0], ConnectionRefusedError)
+    with pytest.raises(ValueError):
+        network.delay_connect("slow", -1)
+
+
+def test_a_peer_connector_obeys_the_faults():
+    network = ngi.testing.Network()
+    connector = network.peer("p", Server())
+    network.refuse("p")
+    client = Client()
+    connector("p", client)
+    assert isinstance(client.failures[0], ConnectionRefusedError)
+
+
+# Flow control ---------------------------------------------------------------
+
+class Flow(Recorder):
+    def handle_pause_writing(self, connection):
+        self.events.append(("pause", connection.write_buffer_size))
+
+    def handle_resume_writing(self, connection):
+        self.events.append(("resume", connection.write_buffer_size))
+
+    @property
+    def flow(self):
+        return [e for e in self.events if e[0] in ("pause", "resume")]
+
+
+class OneAtATime(Recorder):
+    """Reads one input, then pauses reading: the test steps the reading."""
+
+    def handle_input(self, connection, data):
+        super().handle_input(connection, data)
+        connection.pause_reading()
+
+
+def flow_pair(high=40, low=None):
+    """A writer with a Flow handler; its peer reads one input per step."""
+    reader = OneAtATime()
+    connection = ngi.testing.Connection(reader)
+    writer = Flow()
+    connection.set_handler(writer)
+    connection.set_write_limits(high, low)
+    connection.peer.pause_reading()
+    return connection, writer, reader
+
+
+def step(connection):
+    connection.peer.resume_reading()
+
+
+def test_write_limits_defaults_and_derived_marks():
+    connection, peer = pair()
+    assert connection.get_write_limits() == (64 * 1024, 16 * 1024)
+    connection.set_write_limits(high=40)
+    assert connection.get_write_limits() == (40, 10)
+    connection.set_write_limits(low=10)
+    assert connection.get_write_limits() == (40, 10)
+    connection.set_write_limits()
+    assert connection.get_write_limits() == (64 * 1024, 16 * 1024)
+    for high, low in [(-1, None), (None, -1), (10, 11), ("1", None)]:
+        with pytest.raises(ValueError):
+            connection.set_write_limits(high, low)
+
+
+def test_write_buffer_size_counts_what_the_peer_holds():
+    connection, writer, reader = flow_pair()
+    connection.write(b"12345")
+    connection.writelines([b"678", b"90"])
+    assert connection.write_buffer_size == 10
+    step(connection)
+    assert reader.inputs == [b"12345"]
+    assert connection.write_buffer_size == 5
+
+
+def test_pause_and_resume_fire_once_per_crossing_at_the_marks():
+    connection, writer, reader = flow_pair(high=40)  # low is 10
+    for _ in range(4):
+        connection.write(b"x" * 10)
+    assert writer.flow == []  # 40 is not above the mark
+    connection.write(b"x")
+    assert writer.flow == [("pause", 41)]
+    connection.write(b"y" * 10)
+    assert writer.flow == [("pause", 41)]  # once per crossing
+    for _ in range(4):
+        step(connection)
+    assert connection.write_buffer_size == 11
+    assert writer.flow == [("pause", 41)]
+    step(connection)  # 10 left: at the low mark
+    assert writer.flow == [("pause", 41), ("resume", 10)]
+    connection.write(b"z" * 50)
+    assert writer.flow[-1] == ("pause", 60)
+
+
+def test_set_write_limits_checks_the_marks_at_once():
+    connection, writer, reader = flow_pair(high=100)
+    connection.write(b"x" * 50)
+    connection.set_write_limits(high=20)
+    assert writer.flow == [("pause", 50)]
+    connection.set_write_limits(high=200, low=60)
+    assert writer.flow == [("pause", 50), ("resume", 50)]
+
+
+def test_writelines_is_pulled_only_while_at_or_below_the_high_mark():
+    connection, writer, reader = flow_pair(high=40)
+    pulled = []
+
+    def body():
+        for i in range(10):
+            pulled.append(i)
+            yield b"%02d" % i * 10  # 20 bytes
+
+    connection.writelines(body())
+    assert pulled == [0, 1, 2]  # 20, 40, then 60 is above the mark
+    assert writer.flow == [("pause", 60)]
+    connection.write(b"after")  # waits behind the iterator, counted
+    assert connection.write_buffer_size == 65
+    step(connection)
+    assert pulled == [0, 1, 2]  # 45 is still above the mark
+    step(connection)
+    assert pulled == [0, 1, 2, 3]  # 25, and one more makes 45
+    assert writer.flow == [("pause", 60)]  # not down to the low mark
+    connection.peer.set_handler(Recorder())  # reads everything from now on
+    connection.peer.resume_reading()
+    assert pulled == list(range(10))
+    assert connection.write_buffer_size == 0
+    assert writer.flow == [("pause", 60), ("resume", 5)]  # "after" is left
+    data = b"".join(reader.inputs) + b"".join(
+        connection.peer._handler.inputs)
+    assert data == b"".join(b"%02d" % i * 10 for i in range(10)) + b"after"
+
+
+def test_resume_waits_while_the_writers_handler_runs():
+    connection, writer, reader = flow_pair(high=10)
+    connection.write(b"x" * 11)
+    assert writer.flow == [("pause", 11)]
+
+    class Drainer(Flow):
+        def handle_input(self, connection, data):
+            connection.peer.resume_reading()  # the peer reads our 11 bytes
+            self.events.append(("input", data))
+
+    drainer = Drainer()
+    connection.set_handler(drainer)
+    connection.test_input(b"go")
+    assert drainer.events == [("input", b"go"), ("resume", 0)]
+
+
+def test_a_resume_still_queued_and_a_new_pause_cancel_out():
+    connection, writer, reader = flow_pair(high=10)
+    connection.write(b"x" * 11)
+
+    class Refill(Flow):
+        def handle_input(self, connection, data):
+            connection.peer.resume_reading()  # drained: resume is queued
+            connection.peer.pause_reading()
+            connection.write(b"y" * 20)  # above the mark again
+
+    refill = Refill()
+    connection.set_handler(refill)
+    connection.test_input(b"go")
+    assert refill.flow == []  # paused all along, as the handler knows
+    assert connection.write_buffer_size == 20
+
+
+def test_no_flow_callbacks_after_close():
+    connection, writer, reader = flow_pair(high=10)
+    connection.write(b"x" * 11)
+    connection.close()
+    after = Recorder()
+    connection.peer.set_handler(after)
+    connection.peer.resume_reading()
+    assert after.events == [("input", b"x" * 11), ("close", "closed")]
+    assert writer.flow == [("pause", 11)]
+
+
+def test_a_failing_pause_handler_closes_the_connection(capsys):
+    connection, peer = pair()
+
+    class Failing(Recorder):
+        def handle_pause_writing(self, connection):
+            raise RuntimeError("cannot pause")
+
+    failing = Failing()
+    connection.set_handler(failing)
+    connection.peer.pause_reading()
+    connection.set_write_limits(high=1)
+    connection.write(b"ab")
+    assert not connection
+    assert "handle_pause_writing" in failing.closes[0]
+    assert "RuntimeError: cannot pause" in capsys.readouterr().out
+
+
+def test_pause_reading_holds_input_and_the_close():
+    connection = ngi.testing.Connection()
+    mine = Recorder()
+    connection.set_handler(mine)
+    assert connection.reading
+    connection.pause_reading()
+    assert not connection.reading
+    connection.test_input(b"held")
+    connection.test_close("bye")
+    assert mine.events == [] and connection
+    connection.resume_reading()
+    assert mine.events == [("input", b"held"), ("close", "bye")]
+    assert not connection.reading  # closed
+
+
+def test_pause_reading_from_inside_a_handler_stops_delivery_at_once():
+    connection = ngi.testing.Connection()
+    reader = OneAtATime()
+    connection.test_input(b"1")
+    connection.test_input(b"2")
+    connection.set_handler(reader)
+    assert reader.inputs == [b"1"]
+    connection.resume_reading()
+    assert reader.inputs == [b"1", b"2"]
+
+
+def test_an_endless_writelines_to_a_closed_peer_ends():
+    # The peer closed, but this end has not heard yet (its handler is
+    # busy): what it writes is dropped, and the iterator is not pulled.
+
+    class Busy(Recorder):
+        def handle_input(self, connection, data):
+            connection.peer.close()
+            connection.writelines(itertools.repeat(b"x"))
+            assert connection.write_buffer_size == 0
+
+    connection = ngi.testing.Connection(Recorder())
+    busy = Busy()
+    connection.set_handler(busy)
+    connection.test_input(b"go")
+    assert not connection
+    assert busy.closes == ["closed"]
