@@ -169,6 +169,26 @@ def test_chat_disconnects_a_client_with_an_endless_line():
     listener.close()
 
 
+def test_chat_flow_control_in_memory():
+    room = chat.Room()
+    listener = ngi.testing.listener(("chat", 3), room)
+    slow, talker = Client(), Client()
+    ngi.testing.connect(("chat", 3), slow)
+    ngi.testing.connect(("chat", 3), talker)
+    slow.connection.pause_reading()
+    member = next(m for m in room.members if m.name == b"guest1")
+    line = b"y" * 1000 + b"\n"
+    for _ in range(200):  # 200 KB, past the 64 KiB high-water mark
+        talker.connection.write(line)
+    assert member.paused and member.missed > 0
+    assert member.connection.write_buffer_size < 70 * 1024
+    slow.connection.resume_reading()
+    assert not member.paused
+    delivered = slow.received.count(b"guest2: ")
+    assert slow.received.endswith(b"* you missed %d lines\n" % (200 - delivered))
+    listener.close()
+
+
 def test_chat_many_clients_over_ngi_net(impl):
     room = chat.Room()
     listener = impl.listener(None, room)
