@@ -124,6 +124,10 @@ class TestNetInline(TestNet):
         self.test_handle_input_exception_closes_the_connection()
         assert [str(e) for e in self.raised] == ["handler bug"]
 
+    def test_timer_exceptions_propagate_from_loop(self):
+        self.test_a_failing_timer_does_not_stop_the_others()
+        assert [str(e) for e in self.raised] == ["timer bug"]
+
 
 # The suite catches broken implementations ----------------------------------
 

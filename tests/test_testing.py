@@ -1046,6 +1046,10 @@ def test_time_starts_at_zero_and_moves_only_with_advance():
     assert network.time() == 1.5
     with pytest.raises(ValueError):
         network.advance(-1)
+    with pytest.raises(ValueError):
+        network.advance(float("nan"))
+    with pytest.raises(TypeError):
+        network.advance("1")
 
 
 def test_advance_runs_due_timers_in_deadline_order():
@@ -1128,6 +1132,8 @@ def test_call_later_checks_its_arguments():
         network.call_later("1", print)
     with pytest.raises(TypeError, match="callable"):
         network.call_later(1, None)
+    with pytest.raises(ValueError, match="seconds"):
+        network.call_later(float("nan"), print)
 
 
 def test_the_module_call_later_uses_the_default_network():

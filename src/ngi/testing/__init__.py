@@ -71,6 +71,7 @@ import errno
 import heapq
 import itertools
 import logging
+import math
 import numbers
 import random
 import traceback
@@ -125,6 +126,19 @@ def _check_address(address: Any) -> None:
     except TypeError:
         raise TypeError("ngi.testing addresses must be hashable, got "
                         f"{type(address).__name__}") from None
+
+
+def _seconds(what: str, seconds: Any, negative_ok: bool = False) -> float:
+    """Check a number of seconds: a real number, not NaN (and not negative
+    unless ``negative_ok``, which then means zero)."""
+    if not isinstance(seconds, numbers.Real) or isinstance(seconds, bool):
+        raise TypeError(f"{what} expects a number of seconds, got "
+                        f"{type(seconds).__name__}")
+    seconds = float(seconds)
+    if math.isnan(seconds) or (seconds < 0 and not negative_ok):
+        raise ValueError(f"{what} expects a non-negative number of seconds, "
+                         f"got {seconds!r}")
+    return max(seconds, 0.0)
 
 
 def _check_mark(name: str, value: Any) -> None:
@@ -853,12 +867,10 @@ class Network:
                    *args: Any) -> Timer:
         """Run ``func(*args)`` once `advance` has moved the clock
         ``seconds`` on; return a `Timer` to cancel it."""
-        if not isinstance(seconds, numbers.Real):
-            raise TypeError("call_later() expects a number of seconds, got "
-                            f"{type(seconds).__name__}")
+        seconds = _seconds("call_later()", seconds, negative_ok=True)
         if not callable(func):
             raise TypeError(f"call_later() expects a callable, got {func!r}")
-        timer = Timer(self._now + max(float(seconds), 0.0), func, args)
+        timer = Timer(self._now + seconds, func, args)
         heapq.heappush(self._timers,
                        (timer.when, next(self._timer_sequence), timer))
         return timer
@@ -886,10 +898,7 @@ class Network:
     def advance(self, seconds: float) -> None:
         """Move the clock on, running the timers that fall due, in
         deadline order (the clock reads each one's deadline as it runs)."""
-        if not isinstance(seconds, numbers.Real) or seconds < 0:
-            raise ValueError("advance() expects a non-negative number of "
-                             f"seconds, got {seconds!r}")
-        end = self._now + seconds
+        end = self._now + _seconds("advance()", seconds)
         while self._timers and self._timers[0][0] <= end:
             when, _, timer = heapq.heappop(self._timers)
             if not timer.cancelled:
@@ -935,10 +944,7 @@ class Network:
         """Complete connects to ``address`` (or fail them, if refused) only
         once the clock has moved ``seconds`` on, until `restore`."""
         _check_address(address)
-        if not isinstance(seconds, numbers.Real) or seconds < 0:
-            raise ValueError("delay_connect() expects a non-negative number "
-                             f"of seconds, got {seconds!r}")
-        self._connect_delays[address] = seconds
+        self._connect_delays[address] = _seconds("delay_connect()", seconds)
 
     def restore(self, address: Any) -> None:
         """Undo `refuse` and `delay_connect` for ``address``."""
