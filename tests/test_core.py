@@ -214,3 +214,25 @@ def test_connection_adopts_a_socket_and_echoes(pair):
     assert b.recv(100) == b""  # closed after the flush
     assert not conn
     loop.close()
+
+
+def test_call_later_rejects_nan_and_cancelled_means_cancelled():
+    loop = _core.Loop()
+    with pytest.raises(ValueError, match="nan"):
+        loop.call_later(float("nan"), lambda: None)
+    fired = []
+    t = loop.call_later(0, fired.append, 1)
+    assert loop.run(5) is True
+    assert fired == [1] and t.cancelled is False
+    t.cancel()  # too late: a no-op
+    assert fired == [1]
+    loop.close()
+
+
+def test_far_timers_do_not_overflow_the_poll_timeout():
+    loop = _core.Loop()
+    t = loop.call_later(float("inf"), lambda: None)
+    assert loop.run(0.05) is False
+    t.cancel()
+    assert loop.run(1) is True
+    loop.close()

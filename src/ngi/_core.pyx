@@ -211,6 +211,15 @@ cdef inline double monotonic() noexcept nogil:
     return ts.tv_sec + ts.tv_nsec * 1e-9
 
 
+cdef inline int wait_ms(double seconds) noexcept:
+    """A poll timeout in whole milliseconds, rounded up, at most a minute."""
+    if seconds <= 0:
+        return 0
+    if seconds >= 60:
+        return 60000
+    return <int>(seconds * 1000.0) + 1
+
+
 cdef inline void lock_acquire(PyThread_type_lock lock) noexcept:
     # Try without releasing the GIL first: the sections are a few
     # instructions long, so the lock is almost always free.
@@ -593,6 +602,8 @@ cdef class Loop:
         cdef Timer t = Timer.__new__(Timer)
         if not callable(func):
             raise TypeError(f"call_later() expects a callable, got {func!r}")
+        if delay != delay:
+            raise ValueError("call_later() expects a number of seconds, got nan")
         t.when = monotonic() + max(delay, 0.0)
         t.func = func
         t.args = args
@@ -628,8 +639,8 @@ cdef class Loop:
             t = heapq.heappop(self.timers)[2]
             if t.cancelled:
                 continue
-            t.cancelled = True  # fired: a late cancel() is a no-op
             func, args = t.func, t.args
+            # Fired: loop is None from here, so a late cancel() is a no-op.
             t._forget()
             try:
                 func(*args)
@@ -668,11 +679,9 @@ cdef class Loop:
                     ms = 0
                 else:
                     if self.timers:
-                        wait_s = self.timers[0][0] - monotonic()
-                        ms = 0 if wait_s <= 0 else <int>(wait_s * 1000.0) + 1
+                        ms = wait_ms(self.timers[0][0] - monotonic())
                     if deadline >= 0:
-                        wait_s = deadline - monotonic()
-                        i = 0 if wait_s <= 0 else <int>(wait_s * 1000.0) + 1
+                        i = wait_ms(deadline - monotonic())
                         if ms < 0 or i < ms:
                             ms = i
                 n = self.poller.wait(ms)
