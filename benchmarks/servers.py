@@ -36,9 +36,8 @@ def die_with_parent():
 def ngi_server():
     """ngi.net with the application-run loop (Inline).
 
-    UDP replies go through ``udp(address, data)``, the only way ngi's API
-    offers to send a datagram: it opens a socket per datagram, and the reply
-    comes from that socket's port, not the listener's.
+    UDP replies go out through the listener's own socket (``listener.udp``),
+    as the other servers' replies do.
     """
     import ngi.net
 
@@ -54,7 +53,11 @@ def ngi_server():
     echo = Echo()
     impl = ngi.net.Inline()
     tcp = impl.listener(("127.0.0.1", 0), lambda connection: connection.set_handler(echo))
-    udp = impl.udp_listener(("127.0.0.1", 0), impl.udp, buffer_size=65536)
+    listeners = []
+    udp = impl.udp_listener(("127.0.0.1", 0),
+                            lambda address, data: listeners[0].udp(address, data),
+                            buffer_size=65536)
+    listeners.append(udp)
     print("ready", tcp.address[1], udp.address[1], flush=True)
     impl.loop()
 

@@ -865,3 +865,116 @@ def test_writes_in_transit_from_other_threads_count(impl):
             conn.close()
     finally:
         listener.close()
+
+
+# -- sockets made elsewhere, forks, second close ----------------------------------
+
+def test_listener_on_a_socket_from_bind(impl, tmp_path):
+    sock = ngi.net.bind(None)
+    address = sock.getsockname()
+    listener = impl.listener(sock, Echo)
+    try:
+        assert listener.address == address
+        assert sock.fileno() == -1  # the listener owns the descriptor now
+        with socket.create_connection(listener.address, timeout=5) as s:
+            assert echo_roundtrip(s, b"adopted") == b"adopted"
+    finally:
+        listener.close()
+    path = str(tmp_path / "made.sock")
+    unix = ngi.net.bind(path)
+    listener = impl.listener(unix, Echo)
+    listener.close()
+    assert os.path.exists(path)  # the maker's file, not the listener's
+    os.unlink(path)
+
+
+def test_bind_with_reuse_port_lets_two_listeners_share_a_port(impl):
+    first = impl.listener(None, Echo, reuse_port=True)
+    second = impl.listener(first.address, Echo, reuse_port=True)
+    try:
+        assert second.address == first.address
+    finally:
+        first.close()
+        second.close()
+    with pytest.raises(ValueError, match="stream"):
+        impl.listener(socket.socket(socket.AF_INET, socket.SOCK_DGRAM), Echo)
+
+
+def echo_roundtrip(sock, data):
+    sock.sendall(data)
+    got = b""
+    while len(got) < len(data):
+        got += sock.recv(100)
+    return got
+
+
+def test_a_second_close_stops_what_a_draining_close_left_open(impl):
+    handler = Recorder()
+    drained = threading.Event()
+    listener = impl.listener(None, lambda c: c.set_handler(handler))
+    with socket.create_connection(listener.address, timeout=5):
+        wait_for(lambda: listener.connections(), 5, "accept")
+        listener.close(lambda l: drained.set())
+        time.sleep(0.05)
+        assert not drained.is_set() and handler.closed == []
+        listener.close()
+        assert drained.wait(5)
+        assert handler.closed == ["stopped"]
+
+
+FORK_SCRIPT = r'''
+import os, socket, sys
+import ngi.net
+listener = ngi.net.listener(None, lambda c: None)   # the parent's loop is busy
+pid = os.fork()
+if pid == 0:
+    # The child gets loops of its own: its listener works, independently.
+    class Echo:
+        def __init__(self, c): c.set_handler(self)
+        def handle_input(self, c, d): c.write(d)
+    mine = ngi.net.listener(None, Echo)
+    with socket.create_connection(mine.address, timeout=5) as s:
+        s.sendall(b"child")
+        ok = s.recv(10) == b"child"
+    mine.close()
+    ngi.net.wait(5)
+    os._exit(0 if ok else 1)
+_, status = os.waitpid(pid, 0)
+listener.close()
+ngi.net.wait(5)
+print("child", os.waitstatus_to_exitcode(status))
+'''
+
+
+def test_a_forked_child_gets_loops_of_its_own():
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", FORK_SCRIPT], capture_output=True,
+                         text=True, timeout=60)
+    assert out.stdout.strip() == "child 0", out.stderr[-2000:]
+
+
+@pytest.mark.parametrize("family", ["ipv4", "ipv6", "unix"])
+def test_udp_listener_replies_from_its_own_address(impl, family, tmp_path):
+    if family == "ipv6" and not has_ipv6():
+        pytest.skip("no IPv6 on this machine")
+    address = {"ipv4": ("127.0.0.1", 0), "ipv6": ("::1", 0),
+               "unix": str(tmp_path / "reply.sock")}[family]
+    listeners = []
+    udp = impl.udp_listener(address, lambda a, d: listeners[0].udp(a, d.upper()))
+    listeners.append(udp)
+    af = {"ipv4": socket.AF_INET, "ipv6": socket.AF_INET6, "unix": socket.AF_UNIX}[family]
+    client = socket.socket(af, socket.SOCK_DGRAM)
+    try:
+        client.bind(str(tmp_path / "client.sock") if family == "unix" else (address[0], 0))
+        client.connect(udp.address)  # a connected socket drops other sources
+        client.settimeout(5)
+        client.send(b"ping")
+        assert client.recv(100) == b"PING"
+        with pytest.raises(TypeError, match="bytes-like"):
+            udp.udp(client.getsockname(), "text")
+    finally:
+        client.close()
+        udp.close()
+    with pytest.raises(ValueError):
+        udp.udp(("127.0.0.1", 9), b"closed")

@@ -140,3 +140,4 @@ cdef class UDPListener(Watcher):
     cdef Py_ssize_t buffer_size
     cdef public object address
     cdef public object unix_path
+    cdef public object sender    # a socket on the same descriptor, for replies

@@ -1361,8 +1361,14 @@ cdef class Listener(Watcher):
         return [c for c in list(self.conns) if c]
 
     def close(self, handler=None):
-        """Close now (connections get 'stopped'), or drain, then `handler`."""
+        """Close now (connections get 'stopped'), or drain, then `handler`.
+
+        A close without a handler after a draining one stops the
+        connections still open; the drain handler then runs as they go.
+        """
         if not self.accepting:
+            if handler is None:
+                self.loop.here_or_soon(self._stop_all, _NOARG)
             return
         self.accepting = False
         if self.unix_path is not None:
@@ -1373,15 +1379,18 @@ cdef class Listener(Watcher):
                 pass
         self.loop.here_or_soon(self._close, (handler,))
 
-    def _close(self, handler):
+    def _stop_all(self):
         cdef Connection c
+        for c in list(self.conns):
+            if c.loop is self.loop:
+                c.lost("stopped")
+            else:
+                c.loop.submit(c._lost, "stopped")
+
+    def _close(self, handler):
         self.loop.detach(self)
         if handler is None:
-            for c in list(self.conns):
-                if c.loop is self.loop:
-                    c.lost("stopped")
-                else:
-                    c.loop.submit(c._lost, "stopped")
+            self._stop_all()
         elif self.conns:
             self.drained = handler
             self.loop.active += 1  # the loop waits for the drain
@@ -1459,8 +1468,23 @@ cdef class UDPListener(Watcher):
                 return 0
         return 0
 
+    def udp(self, address, data):
+        """Send a datagram from this listener's own address (a reply).
+
+        ``udp(address, data)`` of the implementation sends from a socket of
+        its own, so a peer that checks where replies come from needs this.
+        """
+        if self.sender is None:
+            raise ValueError("this UDP listener has no socket to send from")
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"udp() expects bytes-like data, got {type(data).__name__}")
+        self.sender.sendto(data, address)
+
     def close(self):
         """Stop receiving; a Unix socket's file is removed."""
+        if self.sender is not None:
+            sender, self.sender = self.sender, None
+            sender.close()
         if self.unix_path is not None:
             path, self.unix_path = self.unix_path, None
             try:

@@ -22,12 +22,13 @@ import os
 import socket
 import stat
 import threading
+import weakref
 
 from ngi import _core
 from ngi.interfaces import Timeout
 
 __all__ = [
-    "Implementation", "Inline", "main", "connect", "listener", "udp",
+    "Implementation", "Inline", "main", "bind", "connect", "listener", "udp",
     "udp_listener", "wait", "call_from_thread", "call_later", "start_thread",
 ]
 
@@ -109,6 +110,33 @@ def _claim_unix_path(path):
         probe.close()
 
 
+def bind(address, *, reuse_port=False):
+    """A bound, listening TCP socket for an NGI address.
+
+    What ``listener`` does with an address, on its own: for programs that
+    bind before they fork (several processes accepting on one port) and
+    hand each process its socket through ``listener(sock, server)``.
+    ``reuse_port`` sets SO_REUSEPORT, so that several sockets can share a
+    port.  Raises OSError with the socket closed again.
+    """
+    family, sockaddr = _parse(address, listening=True)
+    family, sockaddr = _resolve(family, sockaddr, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        if family == socket.AF_UNIX:
+            _claim_unix_path(sockaddr)
+        else:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(sockaddr)
+        sock.listen(socket.SOMAXCONN)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def _check_handler(handler, *methods):
     for name in methods:
         if not callable(getattr(handler, name, None)):
@@ -122,6 +150,12 @@ class _Base:
     _loop: _core.Loop
 
     def __init__(self):
+        self._loop = _core.Loop()
+        self._udp_sockets = {}
+        _implementations.add(self)
+
+    def _after_fork(self):
+        """In a forked child: a loop of its own, not the parent's epoll."""
         self._loop = _core.Loop()
         self._udp_sockets = {}
 
@@ -153,35 +187,37 @@ class _Base:
                                  nodelay=family != socket.AF_UNIX)
         self._kick()
 
-    def listener(self, address, server, thready=False):
+    def listener(self, address, server, thready=False, reuse_port=False):
         """Listen on ``address`` (None: a free localhost port).
 
         Binding happens here, so a busy or forbidden address raises OSError
-        in the caller, with the socket closed again.
+        in the caller, with the socket closed again.  ``address`` may also
+        be a bound ``socket.socket`` (see `bind`): the listener takes it
+        over, and leaves a Unix socket's file to whoever made it.
         """
         if not callable(server):
             raise TypeError(f"listener() expects a callable server, got {server!r}")
-        family, sockaddr = _parse(address, listening=True)
-        family, sockaddr = _resolve(family, sockaddr, socket.SOCK_STREAM)
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        if isinstance(address, socket.socket):
+            sock, owned = address, False
+            if sock.type != socket.SOCK_STREAM:
+                raise ValueError(f"listener() expects a stream socket, got {sock!r}")
+            if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                sock.listen(socket.SOMAXCONN)
+        else:
+            sock, owned = bind(address, reuse_port=reuse_port), True
         try:
-            if family == socket.AF_UNIX:
-                _claim_unix_path(sockaddr)
-            else:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(sockaddr)
-            sock.listen(socket.SOMAXCONN)
             sock.setblocking(False)
             bound = _bound_address(sock)
         except BaseException:
-            sock.close()
+            if owned:
+                sock.close()
             raise
-        unix_path = sockaddr if family == socket.AF_UNIX else None
-        nodelay = family != socket.AF_UNIX
-        result = self._loop.listener(sock.detach(), server, address=bound,
-                                     unix_path=unix_path, nodelay=nodelay)
+        unix = sock.family == socket.AF_UNIX
+        result = self._loop.listener(
+            sock.detach(), server, address=bound,
+            unix_path=bound if unix and owned else None, nodelay=not unix)
         if thready:
-            result.adopt = _ThreadyAdopter(result, server, self, nodelay)
+            result.adopt = _ThreadyAdopter(result, server, self, not unix)
         logger.info("listening on %r", bound)
         self._kick()
         return result
@@ -192,7 +228,7 @@ class _Base:
             raise TypeError("udp() expects bytes-like data, got "
                             f"{type(data).__name__}")
         family, sockaddr = _parse(address)
-        family, sockaddr = _resolve(family, sockaddr, socket.SOCK_DGRAM)
+        # sendto resolves a host name itself, and a numeric one cheaply.
         self._udp_socket(family).sendto(data, sockaddr)
 
     def _udp_socket(self, family):
@@ -228,8 +264,10 @@ class _Base:
             sock.close()
             raise
         unix_path = sockaddr if family == socket.AF_UNIX else None
+        sender = sock.dup()  # for replies from the listener's own address
         result = self._loop.udp_listener(sock.detach(), handler, buffer_size,
                                          address=bound, unix_path=unix_path)
+        result.sender = sender
         logger.info("udp listening on %r", bound)
         self._kick()
         return result
@@ -263,6 +301,12 @@ class Implementation(_Base):
 
     def __repr__(self):
         return f"<ngi.net.Implementation {self.name!r}>"
+
+    def _after_fork(self):
+        super()._after_fork()
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._thread = None
 
     def _kick(self):
         with self._lock:
@@ -309,6 +353,10 @@ class Inline(_Base):
     def __repr__(self):
         return "<ngi.net.Inline>"
 
+    def _after_fork(self):
+        super()._after_fork()
+        self._loop.propagate = True
+
     def loop(self, timeout=None):
         """Run until idle; ``Timeout`` if busy at the deadline.
 
@@ -345,6 +393,18 @@ def _serve(server, conn):
         conn.abort()
         raise
 
+
+_implementations = weakref.WeakSet()
+
+
+def _after_fork_in_child():
+    # The epoll and eventfd descriptors came along with the fork and are
+    # shared with the parent: events would go to whichever process waits.
+    for impl in list(_implementations):
+        impl._after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 _default = Implementation(name="ngi.net")
 main = Inline()

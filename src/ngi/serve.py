@@ -161,8 +161,10 @@ class _Worker:
         logger.info("%s: stopping; %d connections open (grace %ss)",
                     signal.Signals(signum).name, open_now, self.grace)
         if not drained.wait(self.grace) and listener.connections():
-            logger.warning("%d connections still open after %ss; exiting",
+            logger.warning("%d connections still open after %ss; stopping them",
                            len(listener.connections()), self.grace)
+            listener.close()  # their handlers get handle_close(..., 'stopped')
+            drained.wait(1)
         else:
             logger.info("stopped")
         return 0
@@ -262,39 +264,20 @@ class _Supervisor:
         self.kill_at = time.monotonic() + self.grace + _KILL_MARGIN
 
     def _bind(self):
-        family, sockaddr = ngi.net._parse(self.address, listening=True)
-        family, sockaddr = ngi.net._resolve(family, sockaddr, socket.SOCK_STREAM)
-        if family == socket.AF_UNIX:
-            ngi.net._claim_unix_path(sockaddr)
         try:
-            first = self._listening_socket(family, sockaddr)
-            self.bound = ngi.net._bound_address(first)
+            first = ngi.net.bind(self.address, reuse_port=self.reuse_port)
             self.sockets.append(first)
+            name = first.getsockname()
+            self.bound = name[:2] if first.family == socket.AF_INET6 else name
             for _ in range(self.count - 1):
                 if self.reuse_port:
                     # Port 0 was resolved by the first bind; reuse that port.
-                    sockaddr = first.getsockname()
-                    self.sockets.append(self._listening_socket(family, sockaddr))
+                    self.sockets.append(ngi.net.bind(self.bound, reuse_port=True))
                 else:
                     self.sockets.append(first)
         except BaseException:
             self._close_sockets()
             raise
-
-    def _listening_socket(self, family, sockaddr):
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            if family != socket.AF_UNIX:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if self.reuse_port:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            sock.bind(sockaddr)
-            sock.listen(socket.SOMAXCONN)
-            sock.setblocking(False)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
 
     def _close_sockets(self):
         for sock in set(self.sockets):
@@ -318,7 +301,6 @@ class _Supervisor:
         try:
             # The stop signals stay blocked: the worker sigwaits for them.
             signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGCHLD])
-            _renew_module_loops()
             mine = self.sockets[slot]
             for sock in set(self.sockets):
                 if sock is not mine:
@@ -331,23 +313,8 @@ class _Supervisor:
             os._exit(status)
 
     def _adopt(self, sock):
-        def listen(impl):
-            # ngi.net's public listener() binds a new socket; this one is
-            # bound already, so hand it to the loop directly.  The socket
-            # file of a Unix address is the supervisor's to remove.
-            nodelay = sock.family != socket.AF_UNIX
-            return impl._loop.listener(sock.detach(), self.server,
-                                       address=self.bound, unix_path=None,
-                                       nodelay=nodelay)
-        return listen
-
-
-def _renew_module_loops():
-    """Give a forked worker loops of its own for ngi.net's module-level
-    implementations: the epoll descriptors inherited from the supervisor
-    are shared with every other worker."""
-    ngi.net._default.__init__(name=ngi.net._default.name)
-    ngi.net.main.__init__()
+        # The socket file of a Unix address stays the supervisor's to remove.
+        return lambda impl: impl.listener(sock, self.server)
 
 
 def _kill(pid, signum):
