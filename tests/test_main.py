@@ -140,3 +140,15 @@ def test_bench_error_message(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err == ("ngi bench: error: benchmarks/run.py not found: run ngi "
                    "bench from the root of an ngi source checkout\n")
+
+
+def test_every_command_raises_the_open_file_limit():
+    script = ("import resource, sys\n"
+              "from ngi.__main__ import main\n"
+              "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+              "resource.setrlimit(resource.RLIMIT_NOFILE, (min(256, hard), hard))\n"
+              "main(['demo'])\n"
+              "print('limit', resource.getrlimit(resource.RLIMIT_NOFILE)[0] == hard)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                         text=True, timeout=60, check=True).stdout
+    assert out.strip().endswith("limit True")

@@ -198,6 +198,9 @@ def _log_levels():
 
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    # One descriptor a connection: every command may need many.
+    from ngi.serve import raise_open_file_limit
+    raise_open_file_limit()
     if argv[:1] == ["bench"]:
         return bench(argv[1:])
     parser = make_parser()
