@@ -238,6 +238,7 @@ class Connection:
         self._closing = False  # closed by the application, outbox draining
         self._dropped = False  # aborted or reset: what it sent is void
         self._buffered = 0  # written and not yet handed to the peer
+        self._waiting = 0  # of which: writes in the outbox, behind an iterator
         self._high = DEFAULT_HIGH
         self._low = DEFAULT_LOW
         self._writing_paused = False
@@ -268,6 +269,7 @@ class Connection:
             self._buffered += len(data)
             if self._outbox:
                 self._outbox.append(data)
+                self._waiting += len(data)
             else:
                 self._transmit(data)
             self._check_high()
@@ -382,14 +384,20 @@ class Connection:
             self._network._send(self.peer, "input", piece, self)
 
     def _pull(self) -> None:
-        """Send what waits in the outbox while the buffer allows it."""
+        """Send what waits in the outbox: writes at once (they were accepted
+        already), iterator items while what is in flight stays at or below
+        the high mark.  Writes waiting behind an iterator do not count
+        there, or they could hold up the very iterator they wait for."""
         if self._pulling:
             return  # a call further up the stack is at it already
         self._pulling = True
         try:
-            while self._outbox and self._buffered <= self._high:
+            while self._outbox:
                 if not self.peer._open:  # nobody will ever read it
                     self._drop_outbox()
+                    break
+                if (not isinstance(self._outbox[0], bytes)
+                        and self._buffered - self._waiting > self._high):
                     break
                 self._pull_one()
         finally:
@@ -403,6 +411,7 @@ class Connection:
         head = self._outbox[0]
         if isinstance(head, bytes):  # a write that waited; counted already
             self._outbox.popleft()
+            self._waiting -= len(head)
             self._transmit(head)
             return
         try:
@@ -472,6 +481,7 @@ class Connection:
     def _drop_outbox(self) -> None:
         items = list(self._outbox)
         self._outbox.clear()
+        self._waiting = 0
         self._closing = False
         for item in items:
             if isinstance(item, bytes):
