@@ -1,7 +1,6 @@
 """Tests of ngi.message, against ngi.net on loopback and ngi.testing."""
 from __future__ import annotations
 
-import itertools
 import socket
 import struct
 import threading
@@ -15,43 +14,7 @@ from ngi.blocking import ConnectionTimeout
 from ngi.interfaces import ConnectionFailed, Timeout
 from ngi.message import CouldNotConnect, UnexpectedResponse, message
 
-WAIT = 5.0
-SHORT = 0.3
-
-_names = itertools.count()
-
-
-class Echo:
-    def handle_input(self, connection, data):
-        connection.write(data)
-
-
-def echo(connection):
-    connection.set_handler(Echo())
-
-
-class UpperOnce:
-    def handle_input(self, connection, data):
-        connection.write(data.upper())
-        connection.close()
-
-
-def upper_once(connection):
-    connection.set_handler(UpperOnce())
-
-
-class Silent:
-    def __init__(self):
-        self.closed = threading.Event()
-
-    def __call__(self, connection):
-        connection.set_handler(self)
-
-    def handle_input(self, connection, data):
-        pass
-
-    def handle_close(self, connection, reason):
-        self.closed.set()
+from blocking_servers import SHORT, WAIT, Env, Silent, echo, upper_once
 
 
 class InPieces:
@@ -63,34 +26,6 @@ class InPieces:
     def handle_input(self, connection, data):
         for piece in data.split(b" "):
             connection.write(piece)
-
-
-class Env:
-    def __init__(self, name):
-        self.name = name
-        self.listeners = []
-        self.connect = ngi.net.connect if name == "net" else ngi.testing.connect
-
-    def listen(self, server):
-        if self.name == "net":
-            listener = ngi.net.listener(None, server)
-        else:
-            listener = ngi.testing.listener(("message", next(_names)), server)
-        self.listeners.append(listener)
-        return listener.address
-
-    def nowhere(self):
-        if self.name == "testing":
-            return ("message-nowhere", next(_names))
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()
-
-    def close(self):
-        for listener in self.listeners:
-            listener.close()
-        if self.name == "net":
-            ngi.net.wait(WAIT)
 
 
 @pytest.fixture(params=["net", "testing"])

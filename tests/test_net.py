@@ -10,7 +10,6 @@ import hashlib
 import logging
 import os
 import socket
-import tempfile
 import threading
 import time
 
