@@ -20,14 +20,3 @@ autodoc_typehints = "none"
 html_theme = "alabaster"
 html_title = f"ngi {version}"
 
-
-def _literal_with_trailing_space(app, what, name, obj, options, lines):
-    """ngi.testing's docstrings quote its output prefixes as ``-> `` and
-    ``.> ``; reST refuses an inline literal that ends in a space, so show
-    them without it."""
-    for i, line in enumerate(lines):
-        lines[i] = line.replace("``-> ``", "``->``").replace("``.> ``", "``.>``")
-
-
-def setup(app):
-    app.connect("autodoc-process-docstring", _literal_with_trailing_space)

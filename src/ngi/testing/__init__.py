@@ -152,8 +152,8 @@ def _check_mark(name: str, value: Any) -> None:
 class PrintingHandler:
     """Print what arrives, so a doctest or capsys can check it.
 
-    Data is shown as its ``repr`` in 50-character pieces: ``-> `` before
-    the first and ``.> `` before the rest.
+    Data is shown as its ``repr`` in 50-character pieces: ``->`` and a
+    space before the first, ``.>`` and a space before the rest.
     """
 
     width = 50
