@@ -95,6 +95,9 @@ cdef class Connection(Watcher):
     cdef Py_ssize_t offset       # bytes of queue[head] already sent
     cdef Py_ssize_t queued       # bytes accepted and not yet sent
     cdef Py_ssize_t high, low    # write-buffer marks
+    cdef Py_ssize_t transit      # written from other threads, not yet queued
+    cdef int close_asked         # close() or abort() was called (any thread)
+    cdef int paused              # pause_reading() is in force (any thread)
     cdef unsigned int flags
     cdef object peer             # the peer's address, once asked for
     cdef char peer_raw[28]       # its raw sockaddr (sockaddr_in6 at most)
@@ -108,6 +111,7 @@ cdef class Connection(Watcher):
     cdef int read(self) except -1
     cdef int mark_ready(self) except -1
     cdef inline bint reading_now(self) noexcept
+    cdef inline bint closed_for_writes(self) noexcept
     cdef int finish_close(self) except -1
     cdef int lost(self, object reason) except -1
     cdef int teardown(self) except -1

@@ -58,6 +58,20 @@ import os
 from ngi.interfaces import ConnectionClosed
 
 
+cdef extern from *:
+    """
+    /* What other threads change in a connection, they change atomically:
+       correct without the GIL too (free-threaded CPython). */
+    #define NGI_ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_RELAXED)
+    #define NGI_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+    #define NGI_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+    """
+    Py_ssize_t atomic_add "NGI_ADD"(Py_ssize_t *p, Py_ssize_t v) nogil
+    Py_ssize_t atomic_load "NGI_LOAD"(Py_ssize_t *p) nogil
+    int atomic_load_int "NGI_LOAD"(int *p) nogil
+    void atomic_store_int "NGI_STORE"(int *p, int v) nogil
+
+
 cdef extern from "<sys/epoll.h>" nogil:
     int epoll_create1(int flags)
     int epoll_ctl(int epfd, int op, int fd, epoll_event *event)
@@ -186,7 +200,6 @@ cdef enum:
 cdef enum:  # Connection flags
     F_CLOSING = 1    # the application closed it: no more writes; flush, then close
     F_CLOSED = 2     # the socket is closed
-    F_PAUSED = 4     # reading paused
     F_WPAUSED = 8    # above the high-water mark: the handler was told to pause
     F_READY = 16     # in Loop.ready
     F_HUNGUP = 32    # a hang-up was reported: read on to EOF
@@ -807,7 +820,11 @@ cdef class Connection(Watcher):
         return f"<ngi connection fd={self.fd} {state}>"
 
     def __bool__(self):
-        return not (self.flags & (F_CLOSING | F_CLOSED))
+        return not self.closed_for_writes()
+
+    cdef inline bint closed_for_writes(self) noexcept:
+        """Closed, or closing: by the loop's flags or another thread's call."""
+        return (self.flags & (F_CLOSING | F_CLOSED)) != 0 or atomic_load_int(&self.close_asked) != 0
 
     @property
     def peer_address(self):
@@ -828,7 +845,7 @@ cdef class Connection(Watcher):
     @property
     def write_buffer_size(self):
         """Bytes written and not yet handed to the kernel."""
-        return self.queued
+        return self.queued + atomic_load(&self.transit)
 
     # -- handler ------------------------------------------------------------
 
@@ -848,7 +865,8 @@ cdef class Connection(Watcher):
 
     cdef inline bint reading_now(self) noexcept:
         return (self.on_input is not None
-                and not (self.flags & (F_CLOSING | F_CLOSED | F_PAUSED)))
+                and not (self.flags & (F_CLOSING | F_CLOSED))
+                and not atomic_load_int(&self.paused))
 
     cdef int mark_ready(self) except -1:
         """Give this connection a turn in the loop's next pass."""
@@ -865,7 +883,7 @@ cdef class Connection(Watcher):
             b = <bytes>data
         else:
             b = as_bytes(data, "write()")
-        if self.flags & (F_CLOSING | F_CLOSED):
+        if self.closed_for_writes():
             raise ConnectionClosed("write() on a closed connection")
         if PyBytes_GET_SIZE(b) == 0:
             return
@@ -876,11 +894,11 @@ cdef class Connection(Watcher):
                 self.enqueue(b)
         else:
             # Counted at once: write_buffer_size includes what is in transit.
-            self.queued += PyBytes_GET_SIZE(b)
+            atomic_add(&self.transit, PyBytes_GET_SIZE(b))
             self.loop.submit(self._write, b)
 
     def _write(self, bytes b):
-        self.queued -= PyBytes_GET_SIZE(b)
+        atomic_add(&self.transit, -PyBytes_GET_SIZE(b))
         if self.flags & F_CLOSED:
             return
         if self.queue is None:
@@ -894,7 +912,7 @@ cdef class Connection(Watcher):
                 "writelines() expects an iterable of bytes-like items, got "
                 f"{type(data).__name__} itself (use write() for one buffer)")
         iterator = iter(data)
-        if self.flags & (F_CLOSING | F_CLOSED):
+        if self.closed_for_writes():
             raise ConnectionClosed("writelines() on a closed connection")
         if self.loop.on_loop_thread():
             self.enqueue(iterator)
@@ -1154,17 +1172,21 @@ cdef class Connection(Watcher):
         return self.mark_ready()  # more may be waiting: read again next pass
 
     def pause_reading(self):
-        """Stop delivering input until `resume_reading()`; idempotent."""
-        self.flags |= F_PAUSED
+        """Stop delivering input until `resume_reading()`; idempotent.
+
+        Takes effect at once, from any thread: the loop checks before each
+        delivery.
+        """
+        atomic_store_int(&self.paused, 1)
 
     def resume_reading(self):
-        if self.flags & F_PAUSED:
-            self.flags &= ~F_PAUSED
+        if atomic_load_int(&self.paused):
+            atomic_store_int(&self.paused, 0)
             self.loop.here_or_soon(self._resumed, _NOARG)
 
     @property
     def reading(self):
-        return not (self.flags & (F_PAUSED | F_CLOSING | F_CLOSED))
+        return not (atomic_load_int(&self.paused) or self.closed_for_writes())
 
     def _resumed(self):
         if self.flags & F_MISSED:
@@ -1195,14 +1217,16 @@ cdef class Connection(Watcher):
     # -- closing ------------------------------------------------------------
 
     def close(self):
-        if self.flags & (F_CLOSING | F_CLOSED):
+        if self.closed_for_writes():
             return
-        self.flags |= F_CLOSING
+        # Seen at once by every thread; the loop's own flags change there.
+        atomic_store_int(&self.close_asked, 1)
         self.loop.here_or_soon(self._close, _NOARG)
 
     def _close(self):
         if self.flags & F_CLOSED:
             return
+        self.flags |= F_CLOSING
         if self.queue is None:
             self.finish_close()
 
@@ -1218,7 +1242,7 @@ cdef class Connection(Watcher):
         """
         if self.flags & F_CLOSED:
             return
-        self.flags |= F_CLOSING
+        atomic_store_int(&self.close_asked, 1)
         self.loop.here_or_soon(self._teardown, _NOARG)
 
     def _teardown(self):
@@ -1242,7 +1266,7 @@ cdef class Connection(Watcher):
 
     cdef int lost(self, object reason) except -1:
         """The connection ended from outside: tell the handler why."""
-        cdef bint notify = not (self.flags & (F_CLOSING | F_CLOSED))
+        cdef bint notify = not self.closed_for_writes()
         self.teardown()
         if notify and self.handler is not None:
             on_close = getattr(self.handler, "handle_close", None)
