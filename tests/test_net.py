@@ -977,3 +977,25 @@ def test_udp_listener_replies_from_its_own_address(impl, family, tmp_path):
         udp.close()
     with pytest.raises(ValueError):
         udp.udp(("127.0.0.1", 9), b"closed")
+
+
+def test_thready_connections_read_through_a_smaller_buffer(impl):
+    sizes = []
+    done = threading.Event()
+
+    class Count(Echo):
+        def handle_input(self, connection, data):
+            sizes.append(len(data))
+            if sum(sizes) >= 4 << 20:
+                done.set()
+
+    listener = impl.listener(None, Count, thready=True)
+    try:
+        with socket.create_connection(listener.address, timeout=5) as s:
+            s.sendall(b"t" * (4 << 20))
+            assert done.wait(10)
+        assert max(sizes) <= 65536  # one buffer per connection: kept small
+    finally:
+        listener.close()
+    wait_for(lambda: not [t for t in threading.enumerate() if t.name.endswith("-conn")],
+             5, "connection threads end")

@@ -149,14 +149,16 @@ class _Base:
 
     _loop: _core.Loop
 
+    _bufsize = 262144  # the loop's receive buffer
+
     def __init__(self):
-        self._loop = _core.Loop()
+        self._loop = _core.Loop(self._bufsize)
         self._udp_sockets = {}
         _implementations.add(self)
 
     def _after_fork(self):
         """In a forked child: a loop of its own, not the parent's epoll."""
-        self._loop = _core.Loop()
+        self._loop = _core.Loop(self._bufsize)
         self._udp_sockets = {}
 
     def _kick(self):
@@ -378,12 +380,20 @@ class _ThreadyAdopter:
         self.nodelay = nodelay
 
     def __call__(self, fd):
-        impl = Implementation(daemon=getattr(self.impl, "daemon", True),
-                              name=f"{getattr(self.impl, 'name', 'ngi.net')}-conn")
+        impl = _ConnectionImplementation(
+            daemon=getattr(self.impl, "daemon", True),
+            name=f"{getattr(self.impl, 'name', 'ngi.net')}-conn")
         conn = impl._loop.connection(fd, nodelay=self.nodelay)
         self.listener.track(conn)
         impl._loop.call_soon(_serve, self.server, conn)
         impl._kick()
+
+
+class _ConnectionImplementation(Implementation):
+    """The loop of one thready connection: a smaller receive buffer, since
+    there is one per connection."""
+
+    _bufsize = 65536
 
 
 def _serve(server, conn):
