@@ -125,6 +125,28 @@ static void start_measuring(void) {
     fflush(stdout);
 }
 
+static double warm_end, run_end;  /* the measured window, after a warm-up */
+
+/* Plan a run: a warm-up of a tenth of it (at most 0.5 s), then `seconds`
+ * measured.  Returns the time now. */
+static double plan_window(double seconds) {
+    double t = now();
+    warm_end = t + (seconds * 0.1 < 0.5 ? seconds * 0.1 : 0.5);
+    run_end = warm_end + seconds;
+    return t;
+}
+
+
+static int ep;  /* the epoll descriptor every mode uses */
+
+/* Wait for events; start measuring once the warm-up is over. */
+static int next_events(struct epoll_event *events, int timeout_ms, double *t) {
+    int n = epoll_wait(ep, events, MAX_EVENTS, timeout_ms);
+    *t = now();
+    if (!measuring && *t >= warm_end) start_measuring();
+    return n;
+}
+
 static void report(void) {
     double seconds = now() - measure_start, cpu = cpu_seconds() - cpu_start;
     printf("{\"mode\": \"%s\", \"ops\": %llu, \"seconds\": %.6f, \"bytes\": %llu, "
@@ -165,7 +187,6 @@ static const unsigned char *slice(uint64_t offset) { return pattern + offset % P
 static struct sockaddr_in server;
 static int spread_sources;  /* HOST is loopback: bind to varied sources */
 static unsigned source_turn;
-static int ep;
 
 static void on_alarm(int sig) {
     (void)sig;
@@ -251,14 +272,11 @@ static int pingpong(int nconns, size_t size, double seconds) {
         set_nonblocking(conns[i].fd);
         watch(EPOLL_CTL_ADD, conns[i].fd, EPOLLIN, i);
     }
-    double t = now(), warm_end = t + (seconds * 0.1 < 0.5 ? seconds * 0.1 : 0.5);
-    double end = warm_end + seconds;
+    double t = plan_window(seconds);
     for (int i = 0; i < nconns; i++) pp_start(&conns[i], i, t);
     struct epoll_event events[MAX_EVENTS];
-    while (t < end) {
-        int n = epoll_wait(ep, events, MAX_EVENTS, 100);
-        t = now();
-        if (!measuring && t >= warm_end) start_measuring();
+    while (t < run_end) {
+        int n = next_events(events, 100, &t);
         for (int k = 0; k < n; k++) {
             uint32_t i = events[k].data.u32;
             pp_conn *c = &conns[i];
@@ -323,14 +341,11 @@ static int stream(int nconns, double seconds) {
         conns[i].base = (uint64_t)i * 7919;
         watch(EPOLL_CTL_ADD, conns[i].fd, EPOLLIN, i);
     }
-    double t = now(), warm_end = t + (seconds * 0.1 < 0.5 ? seconds * 0.1 : 0.5);
-    double end = warm_end + seconds;
+    double t = plan_window(seconds);
     for (int i = 0; i < nconns; i++) st_send(&conns[i], i);
     struct epoll_event events[MAX_EVENTS];
-    while (t < end) {
-        int n = epoll_wait(ep, events, MAX_EVENTS, 100);
-        t = now();
-        if (!measuring && t >= warm_end) start_measuring();
+    while (t < run_end) {
+        int n = next_events(events, 100, &t);
         for (int k = 0; k < n; k++) {
             uint32_t i = events[k].data.u32;
             st_conn *c = &conns[i];
@@ -403,14 +418,11 @@ failed:
 
 static int connect_rate(int concurrency, double seconds) {
     cn = calloc(concurrency, sizeof *cn);
-    double t = now(), warm_end = t + (seconds * 0.1 < 0.5 ? seconds * 0.1 : 0.5);
-    double end = warm_end + seconds;
+    double t = plan_window(seconds);
     for (int i = 0; i < concurrency; i++) cn_open(i, t);
     struct epoll_event events[MAX_EVENTS];
-    while (t < end && errors < 1000) {
-        int n = epoll_wait(ep, events, MAX_EVENTS, 100);
-        t = now();
-        if (!measuring && t >= warm_end) start_measuring();
+    while (t < run_end && errors < 1000) {
+        int n = next_events(events, 100, &t);
         for (int k = 0; k < n; k++) {
             uint32_t i = events[k].data.u32;
             int done = cn_event(i);
@@ -500,14 +512,11 @@ static int udp(int nflows, size_t size, double seconds) {
         bind(flows[i].fd, (struct sockaddr *)&local, sizeof local);
         watch(EPOLL_CTL_ADD, flows[i].fd, EPOLLIN, i);
     }
-    double t = now(), warm_end = t + (seconds * 0.1 < 0.5 ? seconds * 0.1 : 0.5);
-    double end = warm_end + seconds;
+    double t = plan_window(seconds);
     for (int i = 0; i < nflows; i++) udp_send(&flows[i], i, t);
     struct epoll_event events[MAX_EVENTS];
-    while (t < end) {
-        int n = epoll_wait(ep, events, MAX_EVENTS, 10);
-        t = now();
-        if (!measuring && t >= warm_end) start_measuring();
+    while (t < run_end) {
+        int n = next_events(events, 10, &t);
         for (int k = 0; k < n; k++) {
             uint32_t i = events[k].data.u32;
             udp_flow *f = &flows[i];
