@@ -119,18 +119,26 @@ def bind(address, *, reuse_port=False):
     ``reuse_port`` sets SO_REUSEPORT, so that several sockets can share a
     port.  Raises OSError with the socket closed again.
     """
+    return _bound_socket(address, socket.SOCK_STREAM, reuse_port)
+
+
+def _bound_socket(address, kind, reuse_port=False):
+    """A non-blocking socket of ``kind`` bound to an NGI address (listening,
+    for a stream), or the error with nothing left open."""
     family, sockaddr = _parse(address, listening=True)
-    family, sockaddr = _resolve(family, sockaddr, socket.SOCK_STREAM)
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    family, sockaddr = _resolve(family, sockaddr, kind)
+    sock = socket.socket(family, kind)
     try:
         if family == socket.AF_UNIX:
             _claim_unix_path(sockaddr)
-        else:
+        elif kind == socket.SOCK_STREAM:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(sockaddr)
-        sock.listen(socket.SOMAXCONN)
+        if kind == socket.SOCK_STREAM:
+            sock.listen(socket.SOMAXCONN)
+        sock.setblocking(False)
     except BaseException:
         sock.close()
         raise
@@ -253,19 +261,9 @@ class _Base:
             raise TypeError(f"udp_listener() expects a callable handler, got {handler!r}")
         if not isinstance(buffer_size, int) or buffer_size < 1:
             raise ValueError(f"buffer_size must be a positive int, got {buffer_size!r}")
-        family, sockaddr = _parse(address, listening=True)
-        family, sockaddr = _resolve(family, sockaddr, socket.SOCK_DGRAM)
-        sock = socket.socket(family, socket.SOCK_DGRAM)
-        try:
-            if family == socket.AF_UNIX:
-                _claim_unix_path(sockaddr)
-            sock.bind(sockaddr)
-            sock.setblocking(False)
-            bound = _bound_address(sock)
-        except BaseException:
-            sock.close()
-            raise
-        unix_path = sockaddr if family == socket.AF_UNIX else None
+        sock = _bound_socket(address, socket.SOCK_DGRAM)
+        bound = _bound_address(sock)
+        unix_path = bound if sock.family == socket.AF_UNIX else None
         sender = sock.dup()  # for replies from the listener's own address
         result = self._loop.udp_listener(sock.detach(), handler, buffer_size,
                                          address=bound, unix_path=unix_path)
