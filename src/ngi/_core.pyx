@@ -263,6 +263,16 @@ cdef inline void keep_peer(Connection c, sockaddr *sa, socklen_t length) noexcep
         c.peer_len = <unsigned char>length
 
 
+cdef Connection new_connection(Loop loop, int fd, bint nodelay):
+    """A Connection owning `fd`; the caller counts and registers it."""
+    cdef Connection c = Connection.__new__(Connection)
+    c.fd = fd
+    c.loop = loop
+    if nodelay:
+        set_nodelay(fd)
+    return c
+
+
 cdef object os_error(int err):
     return OSError(err, strerror(err).decode("utf-8", "replace"))
 
@@ -734,11 +744,7 @@ cdef class Loop:
 
     def connection(self, int fd, bint nodelay=False):
         """Adopt a connected socket as a `Connection` (no handler yet)."""
-        cdef Connection c = Connection.__new__(Connection)
-        c.fd = fd
-        c.loop = self
-        if nodelay:
-            set_nodelay(fd)
+        cdef Connection c = new_connection(self, fd, nodelay)
         self.attach(c, CONNECTION_EVENTS)
         return c
 
@@ -1342,9 +1348,7 @@ cdef class Listener(Watcher):
                     c_close(fd)
                     loop.report(f"adopting a connection of {self!r}", e)
                 continue
-            c = Connection.__new__(Connection)
-            c.fd = fd
-            c.loop = loop
+            c = new_connection(loop, fd, False)  # TCP_NODELAY set above
             c.control = self
             keep_peer(c, <sockaddr *>&ss, length)
             loop.active += 1
@@ -1447,13 +1451,9 @@ cdef class Connector(Watcher):
         # Hand the descriptor over to a Connection: still one active thing.
         loop.set_interest(self, 0)
         self.fd = -1
-        c = Connection.__new__(Connection)
-        c.fd = fd
-        c.loop = loop
+        c = new_connection(loop, fd, self.nodelay)
         loop.set_interest(c, CONNECTION_EVENTS)
         c.peer_address  # read it once, while the socket is surely open
-        if self.nodelay:
-            set_nodelay(fd)
         try:
             handler.connected(c)
         except Exception as e:
