@@ -650,7 +650,7 @@ cdef class Loop:
         for c in batch:
             c.flags &= ~F_READY
             if c.fd >= 0:
-                c.on_event(EPOLLOUT)
+                c.on_event(EPOLLIN | EPOLLOUT)  # whatever it may have to do
             if self.failure is not None:
                 break
         return 0
@@ -1207,10 +1207,12 @@ cdef class Connection(Watcher):
             self.flush()
             if self.fd < 0:
                 return 0
-        if self.reading_now():
-            self.read()
-        elif events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR):
-            self.flags |= F_MISSED  # no handler yet, or paused
+        if events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR):
+            # Not on a writable-only edge: that recv would find nothing.
+            if self.reading_now():
+                self.read()
+            else:
+                self.flags |= F_MISSED  # no handler yet, or paused
         return 0
 
     def socket_error(self):
