@@ -184,6 +184,78 @@ def test_close_right_after_a_big_write_delivers_everything(impl):
         listener.close()
 
 
+class Replier:
+    """Answers any input with `payload`, recording its close."""
+
+    def __init__(self, payload, close_after=False):
+        self.payload = payload
+        self.close_after = close_after
+        self.closed = []
+        self.queued_at_close = None
+        self.write_after_close = None
+
+    def __call__(self, connection):
+        connection.set_handler(self)
+
+    def handle_input(self, connection, data):
+        connection.write(self.payload)
+        if self.close_after:
+            connection.close()
+
+    def handle_close(self, connection, reason):
+        self.queued_at_close = connection.write_buffer_size
+        try:
+            connection.write(b"late")
+        except ConnectionClosed as e:
+            self.write_after_close = e
+        self.closed.append(reason)
+
+
+def half_closing_client(address):
+    """A client that sends its request, shuts down its sending side and
+    reads only later, as `nc -N` or an HTTP/1.0 client may."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+    s.settimeout(10)
+    s.connect(address)
+    s.sendall(b"request")
+    s.shutdown(socket.SHUT_WR)
+    return s
+
+
+def test_a_half_closed_peer_still_gets_what_was_written(impl):
+    payload = os.urandom(16 << 20)
+    replier = Replier(payload)
+    listener = impl.listener(None, replier)
+    try:
+        with half_closing_client(listener.address) as s:
+            wait_for(lambda: replier.closed, 10, "handle_close")
+            assert replier.closed == ["closed"]
+            # The case at hand: the peer's EOF came while data was queued.
+            assert replier.queued_at_close > 0
+            assert isinstance(replier.write_after_close, ConnectionClosed)
+            received = recv_all(s)
+        assert hashlib.sha256(received).digest() == hashlib.sha256(payload).digest()
+        wait_for(lambda: not listener.connections(), 5, "the connection to go")
+        assert replier.closed == ["closed"]  # once
+    finally:
+        listener.close()
+
+
+def test_close_then_the_peers_eof_still_delivers_everything(impl):
+    payload = os.urandom(16 << 20)
+    replier = Replier(payload, close_after=True)
+    listener = impl.listener(None, replier)
+    try:
+        with half_closing_client(listener.address) as s:
+            time.sleep(0.2)  # let the EOF reach the closing connection
+            received = recv_all(s)
+        assert hashlib.sha256(received).digest() == hashlib.sha256(payload).digest()
+        assert replier.closed == []  # the application closed it
+    finally:
+        listener.close()
+
+
 def test_writes_from_another_thread_then_close_flush(impl):
     conns = []
     listener = impl.listener(None, lambda c: conns.append(c))

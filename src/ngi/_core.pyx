@@ -198,7 +198,7 @@ cdef enum:
     FLUSH_ROUNDS = 16         # sendmsg rounds per writable event
 
 cdef enum:  # Connection flags
-    F_CLOSING = 1    # the application closed it: no more writes; flush, then close
+    F_CLOSING = 1    # closed by the application or at EOF: no more writes; flush, then close
     F_CLOSED = 2     # the socket is closed
     F_WPAUSED = 8    # above the high-water mark: the handler was told to pause
     F_READY = 16     # in Loop.ready
@@ -955,8 +955,8 @@ cdef class Connection(Watcher):
     cdef int check_limits(self) except -1:
         """Tell the handler when the buffer crosses a mark, once a crossing."""
         cdef str name
-        if self.flags & F_CLOSED:
-            return 0
+        if self.closed_for_writes():
+            return 0  # closed for the application: no more callbacks
         if self.queued > self.high:
             if self.flags & F_WPAUSED:
                 return 0
@@ -1168,7 +1168,7 @@ cdef class Connection(Watcher):
                 if n < loop.bufsize and not (self.flags & F_HUNGUP):
                     return 0  # drained: more input makes a new edge
             elif n == 0:
-                return self.lost("closed")
+                return self.end_of_input()
             else:
                 if errno == EINTR:
                     continue
@@ -1281,6 +1281,28 @@ cdef class Connection(Watcher):
             if on_close is not None:
                 try:
                     on_close(self, reason)
+                except Exception as e:
+                    self.loop.report("handle_close", e)
+        return 0
+
+    cdef int end_of_input(self) except -1:
+        """The peer shut down its sending side.
+
+        It may still be reading (a client that half-closes after its
+        request), so what the application wrote before is still sent, as
+        asyncio does: the handler hears `handle_close` now, and the socket
+        closes once the queue drains, or at once when nothing is queued.
+        """
+        cdef bint notify
+        if self.queue is None:
+            return self.lost("closed")
+        notify = not self.closed_for_writes()
+        self.flags |= F_CLOSING  # no more input; writes raise; flush closes
+        if notify and self.handler is not None:
+            on_close = getattr(self.handler, "handle_close", None)
+            if on_close is not None:
+                try:
+                    on_close(self, "closed")
                 except Exception as e:
                     self.loop.report("handle_close", e)
         return 0
