@@ -115,6 +115,7 @@ cdef class Connection(Watcher):
     cdef int finish_close(self) except -1
     cdef int lost(self, object reason) except -1
     cdef int end_of_input(self) except -1
+    cdef int tell_closed(self, object reason) except -1
     cdef int teardown(self) except -1
     cdef int check_limits(self) except -1
     cdef int handler_failed(self, str what, object exc) except -1

@@ -1276,7 +1276,12 @@ cdef class Connection(Watcher):
         """The connection ended from outside: tell the handler why."""
         cdef bint notify = not self.closed_for_writes()
         self.teardown()
-        if notify and self.handler is not None:
+        if notify:
+            self.tell_closed(reason)
+        return 0
+
+    cdef int tell_closed(self, object reason) except -1:
+        if self.handler is not None:
             on_close = getattr(self.handler, "handle_close", None)
             if on_close is not None:
                 try:
@@ -1298,13 +1303,8 @@ cdef class Connection(Watcher):
             return self.lost("closed")
         notify = not self.closed_for_writes()
         self.flags |= F_CLOSING  # no more input; writes raise; flush closes
-        if notify and self.handler is not None:
-            on_close = getattr(self.handler, "handle_close", None)
-            if on_close is not None:
-                try:
-                    on_close(self, "closed")
-                except Exception as e:
-                    self.loop.report("handle_close", e)
+        if notify:
+            self.tell_closed("closed")
         return 0
 
     def _lost(self, reason):
