@@ -216,6 +216,20 @@ def test_connection_adopts_a_socket_and_echoes(pair):
     loop.close()
 
 
+def test_adopted_descriptors_are_made_non_blocking(pair):
+    # The loop reads and accepts until EAGAIN: a blocking descriptor would
+    # stall it.
+    a, b = pair
+    loop = _core.Loop()
+    fd = os.dup(a.fileno())
+    os.set_blocking(fd, True)
+    conn = loop.connection(fd)
+    assert os.get_blocking(fd) is False
+    conn.abort()
+    assert loop.run(5) is True
+    loop.close()
+
+
 def test_call_later_rejects_nan_and_cancelled_means_cancelled():
     loop = _core.Loop()
     with pytest.raises(ValueError, match="nan"):

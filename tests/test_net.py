@@ -193,8 +193,10 @@ class Replier:
         self.closed = []
         self.queued_at_close = None
         self.write_after_close = None
+        self.connection = None
 
     def __call__(self, connection):
+        self.connection = connection
         connection.set_handler(self)
 
     def handle_input(self, connection, data):
@@ -254,6 +256,55 @@ def test_close_then_the_peers_eof_still_delivers_everything(impl):
         assert replier.closed == []  # the application closed it
     finally:
         listener.close()
+
+
+def test_a_reply_survives_closing_while_the_peer_still_sends(impl):
+    """A server that answers and closes while the client is still uploading
+    (an HTTP 413, say): closing with input unread would make the kernel
+    send a reset that destroys the reply on its way.  ngi lingers instead."""
+    payload = os.urandom(4 << 20)
+    replier = Replier(payload, close_after=True)
+    listener = impl.listener(None, replier)
+    try:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+            s.connect(listener.address)
+            s.settimeout(0.2)
+            sent, deadline = 0, time.monotonic() + 0.5
+            try:  # an upload the server never reads
+                while time.monotonic() < deadline and sent < 256 << 20:
+                    sent += s.send(b"u" * 65536)
+            except socket.timeout:
+                pass
+            received = recv_all(s)  # a reset would raise here
+        assert sent > 1 << 20
+        assert hashlib.sha256(received).digest() == hashlib.sha256(payload).digest()
+    finally:
+        listener.close()
+
+
+def test_a_lingering_close_is_bounded_and_lets_the_listener_drain(impl):
+    payload = os.urandom(4 << 20)
+    replier = Replier(payload, close_after=True)
+    listener = impl.listener(None, replier)
+    drained = threading.Event()
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
+        s.connect(listener.address)
+        s.sendall(b"request")
+        s.settimeout(5)
+        wait_for(lambda: replier.connection is not None, 5, "the connection")
+        deadline = time.monotonic() + 10
+        # Read until the whole reply is in the kernel's hands, then neither
+        # read nor close: the server's close has to linger.
+        while replier.connection.write_buffer_size and time.monotonic() < deadline:
+            s.recv(4096)
+        listener.close(lambda listener: drained.set())
+        assert drained.wait(5)  # the application is done with it
+        assert replier.connection.write_buffer_size == 0
+        # The kernel still holds part of the reply, so the socket lingers,
+        # but not for ever (Timeout otherwise).
+        impl.wait(15)
 
 
 def test_writes_from_another_thread_then_close_flush(impl):

@@ -103,6 +103,7 @@ cdef class Connection(Watcher):
     cdef char peer_raw[28]       # its raw sockaddr (sockaddr_in6 at most)
     cdef unsigned char peer_len
     cdef public object control
+    cdef object linger_timer     # bounds the lingering close, while it runs
 
     cdef int send_now(self, bytes data) except -1
     cdef int enqueue(self, object item) except -1
@@ -113,6 +114,10 @@ cdef class Connection(Watcher):
     cdef inline bint reading_now(self) noexcept
     cdef inline bint closed_for_writes(self) noexcept
     cdef int finish_close(self) except -1
+    cdef bint at_risk(self) noexcept
+    cdef int linger(self) except -1
+    cdef int discard_input(self) except -1
+    cdef int forget_control(self) except -1
     cdef int lost(self, object reason) except -1
     cdef int end_of_input(self) except -1
     cdef int tell_closed(self, object reason) except -1

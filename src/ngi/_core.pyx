@@ -49,6 +49,7 @@ from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy, memset, strerror, strlen
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from posix.uio cimport iovec
+from posix.fcntl cimport F_GETFL, F_SETFL, O_NONBLOCK, fcntl
 from posix.unistd cimport close as c_close, read as c_read, write as c_write
 
 import heapq
@@ -131,11 +132,20 @@ cdef extern from "<sys/socket.h>" nogil:
         AF_UNIX
         SOL_SOCKET
         SO_ERROR
+        SO_DOMAIN
         SHUT_WR
         MSG_NOSIGNAL
         SOCK_NONBLOCK
         SOCK_CLOEXEC
 
+
+cdef extern from "<sys/ioctl.h>" nogil:
+    int ioctl(int fd, unsigned long request, ...)
+
+cdef extern from "<linux/sockios.h>" nogil:
+    enum:
+        SIOCINQ   # bytes received and not yet read
+        SIOCOUTQ  # bytes sent and not yet acknowledged, or not yet sent
 
 cdef extern from "<netinet/in.h>" nogil:
     cdef struct in_addr:
@@ -204,6 +214,7 @@ cdef enum:  # Connection flags
     F_READY = 16     # in Loop.ready
     F_HUNGUP = 32    # a hang-up was reported: read on to EOF
     F_MISSED = 64    # an input edge came while not reading: read when resumed
+    F_LINGER = 128   # sent our FIN: dropping input until the peer's EOF
 
 cdef enum:  # write-buffer marks, as asyncio's defaults
     DEFAULT_HIGH = 65536
@@ -213,6 +224,7 @@ cdef enum:  # write-buffer marks, as asyncio's defaults
 cdef uint32_t CONNECTION_EVENTS = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET
 
 cdef double ACCEPT_PAUSE = 0.5  # seconds an out-of-descriptors listener rests
+cdef double LINGER_SECONDS = 5.0  # longest wait for the peer's EOF after ours
 
 cdef object _NOARG = object()
 cdef object _log = logging.getLogger("ngi.net")
@@ -740,10 +752,12 @@ cdef class Loop:
         self.poller.close_poller()
         self.waker.close()
 
-    # Attaching sockets: the descriptor is the loop's from here on.
+    # Attaching sockets: the descriptor is the loop's from here on, and
+    # non-blocking (the loop reads and accepts until EAGAIN).
 
     def connection(self, int fd, bint nodelay=False):
         """Adopt a connected socket as a `Connection` (no handler yet)."""
+        set_nonblocking(fd)
         cdef Connection c = new_connection(self, fd, nodelay)
         self.attach(c, CONNECTION_EVENTS)
         return c
@@ -751,6 +765,7 @@ cdef class Loop:
     def listener(self, int fd, server, address=None, unix_path=None,
                  bint nodelay=False):
         """Adopt a listening socket; `server(connection)` gets each accept."""
+        set_nonblocking(fd)
         cdef Listener l = Listener.__new__(Listener)
         l.fd = fd
         l.loop = self
@@ -765,6 +780,7 @@ cdef class Loop:
 
     def connector(self, int fd, handler, bint nodelay=False):
         """Adopt a socket whose non-blocking connect is under way."""
+        set_nonblocking(fd)
         cdef Connector c = Connector.__new__(Connector)
         c.fd = fd
         c.loop = self
@@ -779,6 +795,7 @@ cdef class Loop:
         cdef UDPListener u = UDPListener.__new__(UDPListener)
         if buffer_size < 1:
             raise ValueError(f"buffer_size must be positive, got {buffer_size}")
+        set_nonblocking(fd)
         u.fd = fd
         u.loop = self
         u.handler = handler
@@ -807,6 +824,14 @@ cdef class Loop:
         c_close(fd)
         self.active -= 1
         return 0
+
+
+cdef int set_nonblocking(int fd) except -1:
+    cdef int flags = fcntl(fd, F_GETFL)
+    if flags < 0 or (not (flags & O_NONBLOCK)
+                     and fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0):
+        raise OSError(errno, strerror(errno).decode(), f"descriptor {fd}")
+    return 0
 
 
 # ---------------------------------------------------------------------------
@@ -1201,6 +1226,8 @@ cdef class Connection(Watcher):
     cdef int on_event(self, uint32_t events) except -1:
         # Edge-triggered: an event, or a turn from Loop.ready, is the only
         # chance to act on it.  Errors surface in send or recv.
+        if self.flags & F_LINGER:
+            return self.discard_input()
         if events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR):
             self.flags |= F_HUNGUP
         if self.queue is not None:
@@ -1239,9 +1266,59 @@ cdef class Connection(Watcher):
             self.finish_close()
 
     cdef int finish_close(self) except -1:
-        if self.fd >= 0:
-            shutdown(self.fd, SHUT_WR)
+        """Everything written is in the kernel's hands: send our FIN."""
+        if self.fd < 0:
+            return self.teardown()
+        shutdown(self.fd, SHUT_WR)
+        if self.at_risk():
+            return self.linger()
         return self.teardown()
+
+    cdef bint at_risk(self) noexcept:
+        """Would closing now let a TCP reset destroy what we sent?
+
+        Closing a socket with unread input, or one that input reaches
+        later, makes the kernel answer with a reset, and a reset throws
+        away what was still on its way: a reply to a client that is still
+        uploading would be lost (asyncio loses it).  Nothing is at risk
+        once the peer has acknowledged all we sent and no input waits, nor
+        on Unix sockets, where the data is already in the peer's queue.
+        """
+        cdef int n = 0, domain = 0
+        cdef socklen_t length = sizeof(domain)
+        if (ioctl(self.fd, SIOCOUTQ, &n) == 0 and n == 0
+                and ioctl(self.fd, SIOCINQ, &n) == 0 and n == 0):
+            return False
+        if getsockopt(self.fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0:
+            return domain == AF_INET or domain == AF_INET6
+        return True
+
+    cdef int linger(self) except -1:
+        """Drop the peer's input until its EOF, or until it has acknowledged
+        all we sent, before closing the socket: a web server's lingering
+        close, LINGER_SECONDS at most.  The listener is done with the
+        connection.
+        """
+        self.flags |= F_LINGER
+        self.forget_control()
+        self.discard_input()
+        if not (self.flags & F_CLOSED):
+            self.linger_timer = self.loop.call_later(LINGER_SECONDS, self._teardown)
+        return 0
+
+    cdef int discard_input(self) except -1:
+        cdef ssize_t n
+        cdef int i, unacked = 0
+        for i in range(READS_PER_EVENT):
+            n = recv(self.fd, self.loop.buf, self.loop.bufsize, 0)
+            if n > 0 or (n < 0 and errno == EINTR):
+                continue
+            if n < 0 and errno == EAGAIN:
+                if ioctl(self.fd, SIOCOUTQ, &unacked) == 0 and unacked == 0:
+                    return self.teardown()  # the peer has all of it
+                return 0
+            return self.teardown()  # the peer's EOF, or an error: done
+        return self.mark_ready()
 
     def abort(self):
         """Close now, dropping what is not yet sent; no handle_close follows.
@@ -1264,6 +1341,13 @@ cdef class Connection(Watcher):
         self.queue = None
         self.queued = 0
         self.loop.detach(self)
+        if self.linger_timer is not None:
+            self.linger_timer.cancel()
+            self.linger_timer = None
+        return self.forget_control()
+
+    cdef int forget_control(self) except -1:
+        """Tell the listener this connection is gone (again is harmless)."""
         if self.control is not None:
             ctrl = <Listener>self.control
             if ctrl.loop is self.loop:
