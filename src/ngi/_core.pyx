@@ -34,6 +34,11 @@ Choices, and why:
   the atomicity of shared structures.
 * **SIGPIPE.**  Every send uses MSG_NOSIGNAL; a broken pipe is an EPIPE that
   becomes a `handle_close`.
+* **Nothing written is lost to a close.**  The peer's EOF ends input, not
+  output: what was queued is still sent.  Our own close sends a FIN, then,
+  if a TCP reset could still destroy data on its way (input unread, data
+  unacknowledged), lingers, dropping input until the peer's EOF, as web
+  servers do.
 """
 
 cimport cython
@@ -47,9 +52,9 @@ from libc.errno cimport (
     EPROTO, errno)
 from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memcpy, memset, strerror, strlen
+from posix.fcntl cimport F_GETFL, F_SETFL, O_NONBLOCK, fcntl
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from posix.uio cimport iovec
-from posix.fcntl cimport F_GETFL, F_SETFL, O_NONBLOCK, fcntl
 from posix.unistd cimport close as c_close, read as c_read, write as c_write
 
 import heapq
