@@ -81,6 +81,7 @@ cdef class Loop:
     cdef int here_or_soon(self, object func, object arg) except -1
     cdef int run_pending(self) except -1
     cdef int run_timers(self) except -1
+    cdef Timer unref_timer(self, double delay, object func)
     cdef int run_ready(self) except -1
     cdef int report(self, str what, object exc) except -1
     cdef int detach(self, Watcher w) except -1
@@ -103,7 +104,6 @@ cdef class Connection(Watcher):
     cdef char peer_raw[28]       # its raw sockaddr (sockaddr_in6 at most)
     cdef unsigned char peer_len
     cdef public object control
-    cdef object linger_timer     # bounds the lingering close, while it runs
 
     cdef int send_now(self, bytes data) except -1
     cdef int enqueue(self, object item) except -1

@@ -651,6 +651,18 @@ cdef class Loop:
         self.here_or_soon(self._push_timer, t)
         return t
 
+    cdef Timer unref_timer(self, double delay, object func):
+        """A timer that does not keep the loop running, on the loop thread:
+        the bound on something that keeps it running by itself."""
+        cdef Timer t = Timer.__new__(Timer)
+        t.when = monotonic() + delay
+        t.func = func
+        t.args = ()
+        t.loop = self
+        self.timer_seq += 1
+        heapq.heappush(self.timers, (t.when, self.timer_seq, t))
+        return t
+
     def _push_timer(self, Timer t):
         if t.cancelled:
             return
@@ -1308,7 +1320,9 @@ cdef class Connection(Watcher):
         self.forget_control()
         self.discard_input()
         if not (self.flags & F_CLOSED):
-            self.linger_timer = self.loop.call_later(LINGER_SECONDS, self._teardown)
+            # The open socket keeps the loop running; this only bounds it.
+            # Firing after an earlier teardown is a no-op.
+            self.loop.unref_timer(LINGER_SECONDS, self._teardown)
         return 0
 
     cdef int discard_input(self) except -1:
@@ -1346,9 +1360,6 @@ cdef class Connection(Watcher):
         self.queue = None
         self.queued = 0
         self.loop.detach(self)
-        if self.linger_timer is not None:
-            self.linger_timer.cancel()
-            self.linger_timer = None
         return self.forget_control()
 
     cdef int forget_control(self) except -1:
