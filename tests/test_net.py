@@ -213,13 +213,19 @@ class Replier:
         self.closed.append(reason)
 
 
-def half_closing_client(address):
-    """A client that sends its request, shuts down its sending side and
-    reads only later, as `nc -N` or an HTTP/1.0 client may."""
+def small_window_client(address):
+    """A TCP client with a small receive buffer: a large reply backs up."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
     s.settimeout(10)
     s.connect(address)
+    return s
+
+
+def half_closing_client(address):
+    """A client that sends its request, shuts down its sending side and
+    reads only later, as `nc -N` or an HTTP/1.0 client may."""
+    s = small_window_client(address)
     s.sendall(b"request")
     s.shutdown(socket.SHUT_WR)
     return s
@@ -266,9 +272,7 @@ def test_a_reply_survives_closing_while_the_peer_still_sends(impl):
     replier = Replier(payload, close_after=True)
     listener = impl.listener(None, replier)
     try:
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
-            s.connect(listener.address)
+        with small_window_client(listener.address) as s:
             s.settimeout(0.2)
             sent, deadline = 0, time.monotonic() + 0.5
             try:  # an upload the server never reads
@@ -288,11 +292,8 @@ def test_a_lingering_close_is_bounded_and_lets_the_listener_drain(impl):
     replier = Replier(payload, close_after=True)
     listener = impl.listener(None, replier)
     drained = threading.Event()
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)
-        s.connect(listener.address)
+    with small_window_client(listener.address) as s:
         s.sendall(b"request")
-        s.settimeout(5)
         wait_for(lambda: replier.connection is not None, 5, "the connection")
         deadline = time.monotonic() + 10
         # Read until the whole reply is in the kernel's hands, then neither
