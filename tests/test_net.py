@@ -308,6 +308,24 @@ def test_a_lingering_close_is_bounded_and_lets_the_listener_drain(impl):
         impl.wait(15)
 
 
+def test_a_lingering_close_ends_once_the_peer_has_everything(impl):
+    # A reply the kernel takes whole, but the peer's window does not: the
+    # close lingers, and the acknowledgements that come once the peer reads
+    # make no event on the server's socket.
+    payload = os.urandom(256 << 10)
+    replier = Replier(payload, close_after=True)
+    listener = impl.listener(None, replier)
+    with small_window_client(listener.address) as s:
+        s.sendall(b"request")
+        wait_for(lambda: replier.connection is not None and not replier.connection,
+                 5, "the close")
+        listener.close()
+        # Read it all (the peer acknowledges it) but keep the socket open:
+        # no EOF will tell the server.
+        assert recv_all(s) == payload
+        impl.wait(2.5)  # well before the 5 s bound (Timeout otherwise)
+
+
 def test_writes_from_another_thread_then_close_flush(impl):
     conns = []
     listener = impl.listener(None, lambda c: conns.append(c))
