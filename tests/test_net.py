@@ -294,7 +294,8 @@ def test_a_lingering_close_is_bounded_and_lets_the_listener_drain(impl):
     drained = threading.Event()
     with small_window_client(listener.address) as s:
         s.sendall(b"request")
-        wait_for(lambda: replier.connection is not None, 5, "the connection")
+        wait_for(lambda: replier.connection is not None and not replier.connection,
+                 5, "the reply and close")
         deadline = time.monotonic() + 10
         # Read until the whole reply is in the kernel's hands, then neither
         # read nor close: the server's close has to linger.
@@ -319,10 +320,10 @@ def test_a_lingering_close_ends_once_the_peer_has_everything(impl):
         s.sendall(b"request")
         wait_for(lambda: replier.connection is not None and not replier.connection,
                  5, "the close")
-        listener.close()
         # Read it all (the peer acknowledges it) but keep the socket open:
         # no EOF will tell the server.
         assert recv_all(s) == payload
+        listener.close()
         impl.wait(2.5)  # well before the 5 s bound (Timeout otherwise)
 
 
