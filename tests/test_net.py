@@ -16,6 +16,7 @@ import time
 import pytest
 
 import ngi.net
+from ngi.__main__ import Echo  # the `ngi echo` handler
 from ngi.interfaces import ConnectionClosed, Timeout
 
 
@@ -59,17 +60,6 @@ class Recorder:
 
     def received(self):
         return b"".join(self.data)
-
-
-class Echo:
-    def __init__(self, connection):
-        connection.set_handler(self)
-
-    def handle_input(self, connection, data):
-        connection.write(data)
-
-    def handle_close(self, connection, reason):
-        pass
 
 
 def wait_for(predicate, timeout=10.0, what="condition"):

@@ -10,18 +10,8 @@ import resource
 import sys
 
 import ngi.net
+from ngi.__main__ import Echo  # the `ngi echo` handler
 from ngi.interfaces import Timeout
-
-
-class Echo:
-    def __init__(self, connection):
-        connection.set_handler(self)
-
-    def handle_input(self, connection, data):
-        connection.write(data)
-
-    def handle_close(self, connection, reason):
-        pass
 
 
 def main():

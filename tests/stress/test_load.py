@@ -9,19 +9,9 @@ import threading
 import time
 
 import ngi.net
+from ngi.__main__ import Echo  # the `ngi echo` handler
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-class Echo:
-    def __init__(self, connection):
-        connection.set_handler(self)
-
-    def handle_input(self, connection, data):
-        connection.write(data)
-
-    def handle_close(self, connection, reason):
-        pass
 
 
 def test_one_gibibyte_echoed_intact():
