@@ -82,6 +82,8 @@ cdef class Loop:
     cdef int run_pending(self) except -1
     cdef int run_timers(self) except -1
     cdef Timer unref_timer(self, double delay, object func)
+    cdef Timer new_timer(self, double delay, object func, tuple args)
+    cdef int push_timer(self, Timer t) except -1
     cdef int run_ready(self) except -1
     cdef int report(self, str what, object exc) except -1
     cdef int detach(self, Watcher w) except -1

@@ -639,37 +639,40 @@ cdef class Loop:
 
     def call_later(self, double delay, func, *args):
         """Call `func(*args)` on the loop thread after `delay` seconds."""
-        cdef Timer t = Timer.__new__(Timer)
         if not callable(func):
             raise TypeError(f"call_later() expects a callable, got {func!r}")
         if delay != delay:
             raise ValueError("call_later() expects a number of seconds, got nan")
-        t.when = monotonic() + max(delay, 0.0)
-        t.func = func
-        t.args = args
-        t.loop = self
+        cdef Timer t = self.new_timer(delay, func, args)
         self.here_or_soon(self._push_timer, t)
         return t
 
     cdef Timer unref_timer(self, double delay, object func):
         """A timer that does not keep the loop running, on the loop thread:
         the bound on something that keeps it running by itself."""
+        cdef Timer t = self.new_timer(delay, func, ())
+        self.push_timer(t)
+        return t
+
+    cdef Timer new_timer(self, double delay, object func, tuple args):
         cdef Timer t = Timer.__new__(Timer)
-        t.when = monotonic() + delay
+        t.when = monotonic() + max(delay, 0.0)
         t.func = func
-        t.args = ()
+        t.args = args
         t.loop = self
-        self.timer_seq += 1
-        heapq.heappush(self.timers, (t.when, self.timer_seq, t))
         return t
 
     def _push_timer(self, Timer t):
         if t.cancelled:
             return
-        t.counted = True
+        t.counted = True  # a pending timer keeps the loop running
         self.active += 1
+        self.push_timer(t)
+
+    cdef int push_timer(self, Timer t) except -1:
         self.timer_seq += 1
         heapq.heappush(self.timers, (t.when, self.timer_seq, t))
+        return 0
 
     cdef int run_ready(self) except -1:
         """Give connections that may still have work their turn."""
