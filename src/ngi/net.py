@@ -20,11 +20,10 @@ import errno
 import logging
 import os
 import socket
-import stat
 import threading
 import weakref
 
-from ngi import _core
+from ngi import _core, _rules, _unixpath
 from ngi.interfaces import Timeout
 
 __all__ = [
@@ -86,30 +85,6 @@ def _bound_address(sock):
     return name
 
 
-def _claim_unix_path(path):
-    """Remove a stale socket file at ``path``; refuse a live one.
-
-    A socket file whose owner is gone refuses connections; one still in use
-    accepts them, and must be left alone.
-    """
-    try:
-        if not stat.S_ISSOCK(os.stat(path).st_mode):
-            return
-    except FileNotFoundError:
-        return
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        probe.connect(path)
-    except ConnectionRefusedError:
-        os.unlink(path)
-    except OSError:
-        pass
-    else:
-        raise OSError(errno.EADDRINUSE, f"{path} is in use by a live socket")
-    finally:
-        probe.close()
-
-
 def bind(address, *, reuse_port=False):
     """A bound, listening TCP socket for an NGI address.
 
@@ -130,7 +105,7 @@ def _bound_socket(address, kind, reuse_port=False):
     sock = socket.socket(family, kind)
     try:
         if family == socket.AF_UNIX:
-            _claim_unix_path(sockaddr)
+            _unixpath.claim(sockaddr)
         elif kind == socket.SOCK_STREAM:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
@@ -145,28 +120,40 @@ def _bound_socket(address, kind, reuse_port=False):
     return sock
 
 
-def _check_handler(handler, *methods):
-    for name in methods:
-        if not callable(getattr(handler, name, None)):
-            raise TypeError(f"expected a handler with a {name}() method, "
-                            f"got {handler!r}")
-
-
 class _Base:
     """What every threading mode shares: sockets in, core objects out."""
 
-    _loop: _core.Loop
-
     _bufsize = 262144  # the loop's receive buffer
+    _propagate = False  # handler errors leave the loop's run() (Inline)
 
-    def __init__(self):
-        self._loop = _core.Loop(self._bufsize)
-        self._udp_sockets = {}
+    def __init__(self, *, _lazy=False):
+        self._core_loop: _core.Loop | None = None
+        self._loop_lock = threading.Lock()
+        self._udp_sockets: dict = {}
         _implementations.add(self)
+        if not _lazy:
+            self._loop  # an implementation made by the application is ready
+
+    @property
+    def _loop(self) -> _core.Loop:
+        """The core's loop.  The module's default implementations make it
+        on first use, so that importing ngi.net allocates no epoll, eventfd
+        or receive buffer; one made by the application makes it at once,
+        so that running out of descriptors later cannot fail its use."""
+        loop = self._core_loop
+        if loop is None:
+            with self._loop_lock:
+                loop = self._core_loop
+                if loop is None:
+                    loop = _core.Loop(self._bufsize)
+                    loop.propagate = self._propagate
+                    self._core_loop = loop
+        return loop
 
     def _after_fork(self):
         """In a forked child: a loop of its own, not the parent's epoll."""
-        self._loop = _core.Loop(self._bufsize)
+        self._core_loop = None
+        self._loop_lock = threading.Lock()
         self._udp_sockets = {}
 
     def _kick(self):
@@ -179,7 +166,7 @@ class _Base:
         goes wrong (unknown host, refused, unreachable) is a failed_connect.
         """
         family, sockaddr = _parse(address)
-        _check_handler(handler, "connected", "failed_connect")
+        _rules.check_handler(handler, "connect()", "connected", "failed_connect")
         sock = None
         try:
             family, sockaddr = _resolve(family, sockaddr, socket.SOCK_STREAM)
@@ -223,20 +210,18 @@ class _Base:
                 sock.close()
             raise
         unix = sock.family == socket.AF_UNIX
+        adopt = _ThreadyAdopter(server, self, not unix) if thready else None
         result = self._loop.listener(
             sock.detach(), server, address=bound,
-            unix_path=bound if unix and owned else None, nodelay=not unix)
-        if thready:
-            result.adopt = _ThreadyAdopter(result, server, self, not unix)
+            unix_path=bound if unix and owned else None, nodelay=not unix,
+            adopt=adopt)
         logger.info("listening on %r", bound)
         self._kick()
         return result
 
     def udp(self, address, data):
         """Send one datagram to ``address``."""
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError("udp() expects bytes-like data, got "
-                            f"{type(data).__name__}")
+        data = _rules.as_bytes(data, "udp()")
         family, sockaddr = _parse(address)
         # sendto resolves a host name itself, and a numeric one cheaply.
         self._udp_socket(family).sendto(data, sockaddr)
@@ -259,15 +244,14 @@ class _Base:
         """Receive datagrams on ``address``: ``handler(address, data)``."""
         if not callable(handler):
             raise TypeError(f"udp_listener() expects a callable handler, got {handler!r}")
-        if not isinstance(buffer_size, int) or buffer_size < 1:
-            raise ValueError(f"buffer_size must be a positive int, got {buffer_size!r}")
+        _rules.positive_int("buffer_size", buffer_size)
         sock = _bound_socket(address, socket.SOCK_DGRAM)
         bound = _bound_address(sock)
         unix_path = bound if sock.family == socket.AF_UNIX else None
         sender = sock.dup()  # for replies from the listener's own address
         result = self._loop.udp_listener(sock.detach(), handler, buffer_size,
-                                         address=bound, unix_path=unix_path)
-        result.sender = sender
+                                         address=bound, unix_path=unix_path,
+                                         sender=sender)
         logger.info("udp listening on %r", bound)
         self._kick()
         return result
@@ -291,8 +275,8 @@ class Implementation(_Base):
     use starts a new one.
     """
 
-    def __init__(self, daemon=True, name="ngi.net"):
-        super().__init__()
+    def __init__(self, daemon=True, name="ngi.net", *, _lazy=False):
+        super().__init__(_lazy=_lazy)
         self.daemon = daemon
         self.name = name
         self._lock = threading.Lock()
@@ -346,16 +330,10 @@ class Implementation(_Base):
 class Inline(_Base):
     """An implementation whose loop the application runs with ``loop()``."""
 
-    def __init__(self):
-        super().__init__()
-        self._loop.propagate = True
+    _propagate = True
 
     def __repr__(self):
         return "<ngi.net.Inline>"
-
-    def _after_fork(self):
-        super()._after_fork()
-        self._loop.propagate = True
 
     def loop(self, timeout=None):
         """Run until idle; ``Timeout`` if busy at the deadline.
@@ -371,18 +349,17 @@ class Inline(_Base):
 class _ThreadyAdopter:
     """Gives each connection a listener accepts its own implementation."""
 
-    def __init__(self, listener, server, impl, nodelay):
-        self.listener = listener
+    def __init__(self, server, impl, nodelay):
         self.server = server
         self.impl = impl
         self.nodelay = nodelay
 
-    def __call__(self, fd):
+    def __call__(self, listener, fd):
         impl = _ConnectionImplementation(
             daemon=getattr(self.impl, "daemon", True),
             name=f"{getattr(self.impl, 'name', 'ngi.net')}-conn")
         conn = impl._loop.connection(fd, nodelay=self.nodelay)
-        self.listener.track(conn)
+        listener.track(conn)
         impl._loop.call_soon(_serve, self.server, conn)
         impl._kick()
 
@@ -414,8 +391,8 @@ def _after_fork_in_child():
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
-_default = Implementation(name="ngi.net")
-main = Inline()
+_default = Implementation(name="ngi.net", _lazy=True)
+main = Inline(_lazy=True)
 
 connect = _default.connect
 listener = _default.listener

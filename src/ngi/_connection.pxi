@@ -1,0 +1,589 @@
+# The stream connection.  Included by _core.pyx; declarations, states and
+# flags in _connection.pxd.
+
+
+cdef int keep_peer(Connection c, sockaddr *sa, socklen_t length) except -1:
+    """Keep a peer's address in the connection (before it is shared): raw
+    if it fits (IP does), else as the Python object."""
+    if 0 < length <= sizeof(c.peer_raw):
+        memcpy(c.peer_raw, sa, length)
+        c.peer_len = <unsigned char>length
+    else:
+        c.peer = sockaddr_to_py(sa, length)
+    return 0
+
+
+cdef Connection new_connection(Loop loop, int fd, bint nodelay):
+    """A Connection owning `fd`; the caller counts and registers it."""
+    cdef Connection c = Connection.__new__(Connection)
+    c.fd = fd
+    c.loop = loop
+    if nodelay:
+        set_nodelay(fd)
+    return c
+
+
+@cython.final
+cdef class Connection(Watcher):
+    """A connected stream socket: NGI's `IConnection` over the core.
+
+    Its life is `state` (OPEN, FLUSHING, LINGERING, CLOSED), changed only
+    by the four transition methods, on the loop thread:
+
+    ========= ============================ =========== ========= ============ ================
+    from      event                        method      to        sent         handle_close
+    ========= ============================ =========== ========= ============ ================
+    OPEN      the application's close()    begin_close FLUSHING  the queue    no
+    OPEN      the peer's EOF, queue empty  lose        CLOSED    nothing      ``'closed'``
+    OPEN      the peer's EOF, data queued  begin_close FLUSHING  the queue    ``'closed'``
+    FLUSHING  the queue is sent            send_fin    LINGERING our FIN      no
+                                                       or CLOSED
+    LINGERING the peer's EOF, or it has    lose        CLOSED    nothing;     no
+              acknowledged everything, or                        input read
+              an error, or LINGER_SECONDS                        is dropped
+    OPEN      a send/recv error, the       lose        CLOSED    nothing;     the error,
+              handler raised, or its                             the queue    ``'stopped'``
+              listener stopped it                                is dropped
+    FLUSHING  a send error                 lose        CLOSED    queue lost   no
+    any       abort()                      lose        CLOSED    queue        no
+                                                                 dropped
+    ========= ============================ =========== ========= ============ ================
+
+    `send_fin` goes to CLOSED at once, without lingering, when nothing is
+    at risk (`at_risk`): the usual case.  `handle_close` is called only on
+    leaving OPEN while the application has not asked for a close
+    (`app_open`), so it comes at most once and never after the
+    application's own `close()` or `abort()`; from any other thread those
+    set `close_asked` at once and queue the transition for the loop.
+    Leaving OPEN also ends input and callbacks: nothing reaches the
+    handler afterwards but that one `handle_close`.
+    """
+
+    def __cinit__(self):
+        self.high = DEFAULT_HIGH
+        self.low = DEFAULT_LOW
+
+    def __repr__(self):
+        return (f"<ngi connection fd={self.fd} "
+                f"{STATE_NAMES[atomic_load_int(&self.state)]}>")
+
+    def __bool__(self):
+        return self.app_open()
+
+    cdef inline bint app_open(self) noexcept:
+        """Open for the application: OPEN, and no close asked for."""
+        return (atomic_load_int(&self.state) == OPEN
+                and not atomic_load_int(&self.close_asked))
+
+    cdef inline void set_state(self, int state) noexcept:
+        atomic_store_int(&self.state, state)
+
+    @property
+    def peer_address(self):
+        """The peer's address, as getpeername() gave it; kept after close."""
+        if self.peer_len:
+            return sockaddr_to_py(<sockaddr *>self.peer_raw, self.peer_len)
+        return self.peer
+
+    cdef int perform(self, int op, object arg) except -1:
+        """An operation queued by another thread, a timer, or here_or_soon."""
+        if op == OP_WRITE:
+            atomic_add(&self.transit, -PyBytes_GET_SIZE(<bytes>arg))
+            if self.state == CLOSED:
+                return 0
+            if self.queue is None:
+                return self.send_now(<bytes>arg)
+            return self.enqueue(arg)
+        if op == OP_WRITELINES:
+            if self.state != CLOSED:
+                self.enqueue(arg)
+        elif op == OP_SET_HANDLER:
+            self.handler = arg
+            self.on_input = arg.handle_input
+            if self.flags & F_MISSED:
+                self.mark_ready()  # input arrived while nobody read
+        elif op == OP_CHECK_LIMITS:
+            self.check_limits()
+        elif op == OP_RESUME_READING:
+            if self.flags & F_MISSED:
+                self.mark_ready()  # what arrived meanwhile makes no new edge
+        elif op == OP_CLOSE:
+            if self.state == OPEN:
+                self.begin_close(None)
+        elif op == OP_ABORT:
+            self.lose(None)
+        elif op == OP_STOP:
+            self.lose("stopped")
+        elif op == OP_LINGER_OVER:
+            if self.state == LINGERING:
+                self.lose(None)
+        else:
+            Watcher.perform(self, op, arg)
+        return 0
+
+    # -- handler ------------------------------------------------------------
+
+    def set_handler(self, handler):
+        _rules.check_handler(handler, "set_handler()", "handle_input")
+        self.loop.here_or_soon(OP_SET_HANDLER, self, handler)
+
+    cdef int mark_ready(self) except -1:
+        """Give this connection a turn in the loop's next pass."""
+        if not (self.flags & F_READY) and self.state != CLOSED:
+            self.flags |= F_READY
+            self.loop.ready.append(self)
+        return 0
+
+    # -- reading ------------------------------------------------------------
+
+    cdef inline bint reading_now(self) noexcept:
+        return (self.on_input is not None and self.state == OPEN
+                and not atomic_load_int(&self.paused))
+
+    cdef int on_event(self, uint32_t events) except -1:
+        # Edge-triggered: an event, or a turn from Loop.ready, is the only
+        # chance to act on it.  Errors surface in send or recv.
+        if self.state == LINGERING:
+            return self.discard_input()
+        if events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR):
+            self.flags |= F_HUNGUP
+        if self.queue is not None:
+            self.flush()
+            if self.fd < 0:
+                return 0
+        if events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR):
+            # Not on a writable-only edge: that recv would find nothing.
+            if self.reading_now():
+                self.read()
+            else:
+                self.flags |= F_MISSED  # no handler yet, or paused
+        return 0
+
+    cdef int read(self) except -1:
+        cdef ssize_t n
+        cdef int i
+        cdef Loop loop = self.loop
+        self.flags &= ~F_MISSED
+        for i in range(READS_PER_EVENT):
+            n = recv(self.fd, loop.buf, loop.bufsize, 0)
+            if n > 0:
+                data = PyBytes_FromStringAndSize(loop.buf, n)
+                try:
+                    self.on_input(self, data)
+                except Exception as e:
+                    self.handler_failed("handle_input", e)
+                    return 0
+                if not self.reading_now():
+                    self.flags |= F_MISSED  # maybe more: read when resumed
+                    return 0
+                if n < loop.bufsize and not (self.flags & F_HUNGUP):
+                    return 0  # drained: more input makes a new edge
+            elif n == 0:
+                return self.end_of_input()
+            else:
+                if errno == EINTR:
+                    continue
+                if errno == EAGAIN:
+                    return 0
+                return self.lose(os_error(errno))
+        return self.mark_ready()  # more may be waiting: read again next pass
+
+    cdef int end_of_input(self) except -1:
+        """The peer shut down its sending side.
+
+        It may still be reading (a client that half-closes after its
+        request), so what the application wrote before is still sent, as
+        asyncio does: the handler hears `handle_close` now, and the socket
+        closes once the queue drains, or at once when nothing is queued.
+        """
+        if self.queue is None:
+            return self.lose("closed")
+        return self.begin_close("closed")
+
+    def pause_reading(self):
+        """Stop delivering input until `resume_reading()`; idempotent.
+
+        Takes effect at once, from any thread: the loop checks before each
+        delivery.
+        """
+        atomic_store_int(&self.paused, 1)
+
+    def resume_reading(self):
+        if atomic_exchange_int(&self.paused, 0):
+            self.loop.here_or_soon(OP_RESUME_READING, self, None)
+
+    @property
+    def reading(self):
+        return not atomic_load_int(&self.paused) and self.app_open()
+
+    # -- writing ------------------------------------------------------------
+
+    def write(self, data):
+        cdef bytes b
+        if type(data) is bytes:
+            b = <bytes>data
+        else:
+            b = _rules.as_bytes(data, "write()")
+        if not self.app_open():
+            raise ConnectionClosed("write() on a closed connection")
+        if PyBytes_GET_SIZE(b) == 0:
+            return
+        if self.loop.on_loop_thread():
+            if self.queue is None:
+                self.send_now(b)
+            else:
+                self.enqueue(b)
+        else:
+            # Counted at once: write_buffer_size includes what is in transit.
+            atomic_add(&self.transit, PyBytes_GET_SIZE(b))
+            self.loop.submit(OP_WRITE, self, b)
+
+    def writelines(self, data):
+        _rules.check_writelines(data)
+        iterator = iter(data)
+        if not self.app_open():
+            raise ConnectionClosed("writelines() on a closed connection")
+        self.loop.here_or_soon(OP_WRITELINES, self, iterator)
+
+    @property
+    def write_buffer_size(self):
+        """Bytes written and not yet handed to the kernel."""
+        return atomic_get(&self.queued) + atomic_get(&self.transit)
+
+    cdef inline void add_queued(self, Py_ssize_t delta) noexcept:
+        # Only the loop thread writes `queued`; others read it.
+        atomic_set(&self.queued, self.queued + delta)
+
+    cdef int send_now(self, bytes data) except -1:
+        """Send at once (nothing is queued); queue whatever the kernel refused."""
+        cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
+        cdef ssize_t n = send(self.fd, PyBytes_AS_STRING(data), size,
+                              MSG_NOSIGNAL)
+        if n == size:
+            return 0
+        # Queue the rest.  When the kernel is full (a short send, EAGAIN) an
+        # edge comes once it takes more; any other failure gets a turn in
+        # the next pass, where flush() meets the error outside the
+        # handler's call and reports it as a close.
+        if n < 0:
+            if errno != EAGAIN:
+                self.mark_ready()
+            n = 0
+        self.queue = [data]
+        self.head = 0
+        self.offset = n
+        self.add_queued(size - n)
+        if self.queued > atomic_get(&self.high):
+            self.check_limits()
+        return 0
+
+    cdef int enqueue(self, object item) except -1:
+        if self.queue is None:
+            # Nothing was waiting for an edge: flush in the next pass.
+            self.queue = [item]
+            self.head = 0
+            self.offset = 0
+            self.mark_ready()
+        else:
+            self.queue.append(item)
+        if type(item) is bytes:
+            self.add_queued(PyBytes_GET_SIZE(<bytes>item))
+            if self.queued > atomic_get(&self.high):
+                self.check_limits()
+        return 0
+
+    cdef int flush(self) except -1:
+        cdef iovec iov[MAX_IOV]
+        cdef int cnt, rounds
+        cdef Py_ssize_t i, end, total, size
+        cdef ssize_t n, written
+        cdef msghdr msg
+        cdef list queue
+        cdef object item
+        cdef bint blocked = False  # the kernel is full: an edge will come
+        for rounds in range(FLUSH_ROUNDS):
+            queue = self.queue
+            if queue is None:
+                break
+            end = len(queue)
+            cnt = 0
+            total = 0
+            i = self.head
+            while i < end and cnt < MAX_IOV:
+                item = queue[i]
+                if type(item) is not bytes:
+                    break
+                size = PyBytes_GET_SIZE(<bytes>item)
+                iov[cnt].iov_base = PyBytes_AS_STRING(<bytes>item)
+                iov[cnt].iov_len = size
+                if cnt == 0:
+                    iov[0].iov_base = <char *>iov[0].iov_base + self.offset
+                    iov[0].iov_len -= self.offset
+                total += iov[cnt].iov_len
+                cnt += 1
+                i += 1
+            if cnt == 0:
+                if self.head >= end:
+                    self.queue = None
+                    break
+                self.pull(queue[self.head])
+                if self.state == CLOSED:
+                    return 0
+                continue
+            memset(&msg, 0, sizeof(msg))
+            msg.msg_iov = iov
+            msg.msg_iovlen = cnt
+            n = sendmsg(self.fd, &msg, MSG_NOSIGNAL)
+            if n < 0:
+                if errno == EINTR:
+                    continue
+                if errno == EAGAIN:
+                    blocked = True
+                    break
+                return self.lose(os_error(errno))
+            self.add_queued(-n)
+            written = n
+            # Drop what was sent, releasing each bytes object at once.
+            n += self.offset
+            i = self.head
+            while i < end:
+                item = queue[i]
+                if type(item) is not bytes:
+                    break
+                size = PyBytes_GET_SIZE(<bytes>item)
+                if n < size:
+                    break
+                n -= size
+                queue[i] = None
+                i += 1
+            self.head = i
+            self.offset = n
+            if self.head >= end:
+                self.queue = None
+            elif self.head >= 64 and self.head * 2 >= end:
+                del queue[:self.head]
+                self.head = 0
+            if written < total:
+                blocked = True  # the kernel's buffer is full
+                break
+        if self.queue is None:
+            self.head = self.offset = 0
+            if self.state == FLUSHING:
+                return self.send_fin()
+        if self.flags & F_WPAUSED:
+            self.check_limits()
+            if self.fd < 0:
+                return 0
+        if self.queue is not None and not blocked:
+            self.mark_ready()  # stopped at the per-pass bound
+        return 0
+
+    cdef int pull(self, object iterator) except -1:
+        """Pull a bounded round of items from the iterator at the queue head."""
+        cdef list items = []
+        cdef Py_ssize_t total = 0, count = 0
+        # Pull about `high` bytes at a time: a generator streaming a large
+        # body then holds memory to about the high-water mark.
+        cdef Py_ssize_t budget = min(max(atomic_get(&self.high), 1), PULL_BYTES)
+        cdef bint done = False
+        cdef object error = None, item
+        try:
+            while total < budget and count < PULL_ITEMS:
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    done = True
+                    break
+                count += 1
+                if type(item) is not bytes:
+                    item = _rules.as_bytes(item, "writelines()", "items")
+                if PyBytes_GET_SIZE(<bytes>item):
+                    items.append(item)
+                    total += PyBytes_GET_SIZE(<bytes>item)
+        except Exception as e:
+            error = e
+            done = True
+        if done:
+            self.queue[self.head:self.head + 1] = items
+        else:
+            self.queue[self.head:self.head] = items
+        self.add_queued(total)
+        if error is not None:
+            self.writelines_failed(error)
+        elif self.queued > atomic_get(&self.high):
+            self.check_limits()
+        return 0
+
+    # -- flow control -------------------------------------------------------
+
+    def set_write_limits(self, high=None, low=None):
+        """Set the write buffer's marks (asyncio's rules and defaults)."""
+        high, low = _rules.write_limits(high, low)
+        # Each mark is written atomically; the loop re-checks both after.
+        atomic_set(&self.high, high)
+        atomic_set(&self.low, low)
+        self.loop.here_or_soon(OP_CHECK_LIMITS, self, None)
+
+    def get_write_limits(self):
+        """(high, low): the marks in force."""
+        return (atomic_get(&self.high), atomic_get(&self.low))
+
+    cdef int check_limits(self) except -1:
+        """Tell the handler when the buffer crosses a mark, once a crossing."""
+        cdef str name
+        if not self.app_open():
+            return 0  # closed for the application: no more callbacks
+        if self.queued > atomic_get(&self.high):
+            if self.flags & F_WPAUSED:
+                return 0
+            self.flags |= F_WPAUSED
+            name = "handle_pause_writing"
+        elif self.queued <= atomic_get(&self.low) and self.flags & F_WPAUSED:
+            self.flags &= ~F_WPAUSED
+            name = "handle_resume_writing"
+        else:
+            return 0
+        method = getattr(self.handler, name, None)
+        if method is not None:
+            try:
+                method(self)
+            except Exception as e:
+                self.handler_failed(name, e)
+        return 0
+
+    # -- telling the application --------------------------------------------
+
+    cdef int tell_closed(self, object reason) except -1:
+        if self.handler is not None:
+            on_close = getattr(self.handler, "handle_close", None)
+            if on_close is not None:
+                try:
+                    on_close(self, reason)
+                except Exception as e:
+                    self.loop.report("handle_close", e)
+        return 0
+
+    cdef int handler_failed(self, str what, object exc) except -1:
+        self.loop.report(what, exc)
+        return self.lose(exc)
+
+    cdef int writelines_failed(self, object error) except -1:
+        """Report a writelines failure to the handler's handle_exception."""
+        on_exception = getattr(self.handler, "handle_exception", None)
+        if on_exception is None:
+            return self.handler_failed("writelines", error)
+        try:
+            on_exception(self, error)
+        except Exception as e:
+            self.handler_failed("handle_exception", e)
+        return 0
+
+    # -- closing: the transitions -------------------------------------------
+
+    def close(self):
+        """Close once everything written is sent; no handle_close follows."""
+        if not self.app_open():
+            return
+        # Seen at once by every thread; the state changes on the loop thread.
+        atomic_store_int(&self.close_asked, 1)
+        self.loop.here_or_soon(OP_CLOSE, self, None)
+
+    def abort(self):
+        """Close now, dropping what is not yet sent; no handle_close follows.
+
+        For a peer that stopped reading: its queue is freed at once.
+        """
+        if atomic_load_int(&self.state) == CLOSED:
+            return
+        atomic_store_int(&self.close_asked, 1)
+        self.loop.here_or_soon(OP_ABORT, self, None)
+
+    cdef int begin_close(self, object reason) except -1:
+        """OPEN -> FLUSHING: input ends and writes raise; the queue is still
+        sent.  `reason`, if the close came from the peer, goes to the
+        handler; None for the application's own close."""
+        cdef bint tell = reason is not None and self.app_open()
+        self.set_state(FLUSHING)
+        if tell:
+            self.tell_closed(reason)
+        if self.queue is None and self.state == FLUSHING:
+            return self.send_fin()
+        return 0
+
+    cdef int send_fin(self) except -1:
+        """FLUSHING -> LINGERING or CLOSED: everything written is in the
+        kernel's hands, so send our FIN; linger if a reset could still
+        destroy it."""
+        shutdown(self.fd, SHUT_WR)
+        if not self.at_risk():
+            return self.lose(None)
+        self.set_state(LINGERING)
+        self.forget_control()  # the listener is done with it
+        self.discard_input()
+        if self.state == LINGERING:
+            # The open socket keeps the loop running; this only bounds it.
+            self.loop.push_timer(self.loop.new_timer(
+                LINGER_SECONDS, OP_LINGER_OVER, self, None))
+        return 0
+
+    cdef bint at_risk(self) noexcept:
+        """Would closing now let a TCP reset destroy what we sent?
+
+        Closing a socket with unread input, or one that input reaches
+        later, makes the kernel answer with a reset, and a reset throws
+        away what was still on its way: a reply to a client that is still
+        uploading would be lost (asyncio loses it).  Nothing is at risk
+        once the peer has acknowledged all we sent and no input waits, nor
+        on Unix sockets, where the data is already in the peer's queue.
+        """
+        cdef int n = 0, domain = 0
+        cdef socklen_t length = sizeof(domain)
+        if (ioctl(self.fd, SIOCOUTQ, &n) == 0 and n == 0
+                and ioctl(self.fd, SIOCINQ, &n) == 0 and n == 0):
+            return False
+        if getsockopt(self.fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0:
+            return domain == AF_INET or domain == AF_INET6
+        return True
+
+    cdef int discard_input(self) except -1:
+        """LINGERING: drop input; -> CLOSED at the peer's EOF, an error, or
+        once the peer has acknowledged everything."""
+        cdef ssize_t n
+        cdef int i, unacked = 0
+        for i in range(READS_PER_EVENT):
+            n = recv(self.fd, self.loop.buf, self.loop.bufsize, 0)
+            if n > 0 or (n < 0 and errno == EINTR):
+                continue
+            if n < 0 and errno == EAGAIN:
+                if ioctl(self.fd, SIOCOUTQ, &unacked) == 0 and unacked == 0:
+                    return self.lose(None)  # the peer has all of it
+                return 0
+            return self.lose(None)  # the peer's EOF, or an error: done
+        return self.mark_ready()
+
+    cdef int lose(self, object reason) except -1:
+        """Any state -> CLOSED: close the socket now, dropping anything
+        queued; the handler hears `reason` if it came from outside while
+        the connection was open for it (None: tell nobody)."""
+        cdef bint tell = reason is not None and self.app_open()
+        if self.state == CLOSED:
+            return 0
+        self.set_state(CLOSED)
+        self.flags &= ~F_WPAUSED
+        self.queue = None
+        self.add_queued(-self.queued)
+        self.loop.detach(self)
+        self.forget_control()
+        if tell:
+            self.tell_closed(reason)
+        return 0
+
+    cdef int forget_control(self) except -1:
+        """Tell the listener this connection is gone (again is harmless)."""
+        if self.control is not None:
+            ctrl = <Listener>self.control
+            if ctrl.loop is self.loop:
+                ctrl.forget(self)
+            else:  # a thready connection: its listener lives on another loop
+                ctrl.loop.submit(OP_FORGET, ctrl, self)
+        return 0

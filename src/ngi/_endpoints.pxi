@@ -1,0 +1,239 @@
+# Listeners, connectors and UDP endpoints.  Included by _core.pyx;
+# declarations in _endpoints.pxd.
+
+
+@cython.final
+cdef class Listener(Watcher):
+    """A listening socket: NGI's `IListener` over the core."""
+
+    def __repr__(self):
+        return f"<ngi listener {self.address!r}>"
+
+    cdef int on_event(self, uint32_t events) except -1:
+        return self.accept_some()
+
+    cdef int perform(self, int op, object arg) except -1:
+        if op == OP_FORGET:
+            self.forget(<Connection>arg)
+        elif op == OP_CLOSE_LISTENER:
+            self.stop_accepting(arg)
+        elif op == OP_STOP_ALL:
+            self.stop_all()
+        elif op == OP_RESUME_ACCEPT:
+            if self.accepting and self.fd >= 0:
+                self.loop.set_interest(self, EPOLLIN)
+        else:
+            Watcher.perform(self, op, arg)
+        return 0
+
+    cdef int accept_some(self) except -1:
+        cdef int fd, i, err
+        cdef Loop loop = self.loop
+        cdef Connection c
+        cdef sockaddr_storage ss
+        cdef socklen_t length
+        for i in range(ACCEPTS_PER_EVENT):
+            if not self.accepting:
+                return 0
+            length = sizeof(ss)
+            fd = accept4(self.fd, <sockaddr *>&ss, &length,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC)
+            if fd < 0:
+                err = errno
+                if err == EAGAIN:
+                    return 0
+                if err == EINTR or err == ECONNABORTED or err == EPROTO:
+                    continue
+                if err in (EMFILE, ENFILE, ENOBUFS, ENOMEM):
+                    # Out of descriptors or memory: the pending connection
+                    # stays readable, so rest instead of spinning, and say
+                    # so once per episode, not once per try.
+                    if not self.starved:
+                        self.starved = True
+                        loop.logger.warning(
+                            "%r: accept failed (%s); retrying every %ss",
+                            self, strerror(err).decode(), ACCEPT_PAUSE)
+                    loop.set_interest(self, 0)
+                    loop.start_timer(loop.new_timer(
+                        ACCEPT_PAUSE, OP_RESUME_ACCEPT, self, None))
+                    return 0
+                loop.report(f"accept on {self!r}", os_error(err))
+                return 0
+            if self.starved:
+                self.starved = False
+                loop.logger.warning("%r: accepting again", self)
+            if self.nodelay:
+                set_nodelay(fd)
+            if self.adopt is not None:
+                try:
+                    self.adopt(self, fd)
+                except Exception as e:
+                    c_close(fd)
+                    loop.report(f"adopting a connection of {self!r}", e)
+                continue
+            c = new_connection(loop, fd, False)  # TCP_NODELAY set above
+            c.control = self
+            keep_peer(c, <sockaddr *>&ss, length)
+            loop.count(1)
+            loop.set_interest(c, CONNECTION_EVENTS)
+            self.conns.add(c)
+            try:
+                self.server(c)
+            except Exception as e:
+                c.lose(None)
+                loop.report(f"server {self.server!r}", e)
+        return 0
+
+    def track(self, Connection conn):
+        """Count a connection accepted for this listener on another loop
+        (from `adopt`, on this listener's loop thread)."""
+        conn.control = self
+        self.conns.add(conn)
+
+    cdef int forget(self, Connection conn) except -1:
+        self.conns.discard(conn)
+        if not self.conns and self.drained is not None:
+            handler, self.drained = self.drained, None
+            self.loop.count(-1)
+            try:
+                handler(self)
+            except Exception as e:
+                self.loop.report(f"listener close handler {handler!r}", e)
+        return 0
+
+    def connections(self):
+        """The open connections this listener accepted."""
+        return [c for c in list(self.conns) if c]
+
+    def close(self, handler=None):
+        """Close now (connections get 'stopped'), or drain, then `handler`.
+
+        A close without a handler after a draining one stops the
+        connections still open; the drain handler then runs as they go.
+        The first close removes a Unix socket's file before it returns.
+        """
+        if atomic_exchange_int(&self.close_asked, 1):
+            if handler is None:
+                self.loop.here_or_soon(OP_STOP_ALL, self, None)
+            return
+        _unixpath.release(self.unix_path)
+        self.loop.here_or_soon(OP_CLOSE_LISTENER, self, handler)
+
+    cdef int stop_accepting(self, object handler) except -1:
+        self.accepting = False
+        self.loop.detach(self)
+        if handler is None:
+            return self.stop_all()
+        if self.conns:
+            self.drained = handler
+            self.loop.count(1)  # the loop waits for the drain
+            return 0
+        try:
+            handler(self)
+        except Exception as e:
+            self.loop.report(f"listener close handler {handler!r}", e)
+        return 0
+
+    cdef int stop_all(self) except -1:
+        cdef Connection c
+        for c in list(self.conns):
+            if c.loop is self.loop:
+                c.lose("stopped")
+            else:
+                c.loop.submit(OP_STOP, c, None)
+        return 0
+
+
+@cython.final
+cdef class Connector(Watcher):
+    """A socket whose connect is under way; becomes a `Connection`."""
+
+    cdef int on_event(self, uint32_t events) except -1:
+        cdef int err = 0, fd = self.fd
+        cdef socklen_t length = sizeof(err)
+        cdef Loop loop = self.loop
+        cdef Connection c
+        cdef sockaddr_storage ss
+        if getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &length) < 0:
+            err = errno
+        handler, self.handler = self.handler, None
+        if err:
+            loop.detach(self)
+            try:
+                handler.failed_connect(os_error(err))
+            except Exception as e:
+                loop.report("failed_connect", e)
+            return 0
+        # Hand the descriptor over to a Connection: still one active thing.
+        loop.set_interest(self, 0)
+        self.fd = -1
+        c = new_connection(loop, fd, self.nodelay)
+        length = sizeof(ss)
+        if getpeername(fd, <sockaddr *>&ss, &length) == 0:
+            keep_peer(c, <sockaddr *>&ss, length)
+        loop.set_interest(c, CONNECTION_EVENTS)
+        try:
+            handler.connected(c)
+        except Exception as e:
+            c.lose(None)
+            loop.report("connected", e)
+        return 0
+
+
+@cython.final
+cdef class UDPListener(Watcher):
+    """A bound datagram socket calling `handler(address, data)`."""
+
+    def __repr__(self):
+        return f"<ngi udp listener {self.address!r}>"
+
+    cdef int on_event(self, uint32_t events) except -1:
+        cdef sockaddr_storage ss
+        cdef socklen_t length
+        cdef ssize_t n
+        cdef int i
+        cdef Loop loop = self.loop
+        cdef Py_ssize_t size = min(self.buffer_size, loop.bufsize)
+        for i in range(DATAGRAMS_PER_EVENT):
+            length = sizeof(ss)
+            n = recvfrom(self.fd, loop.buf, size, 0, <sockaddr *>&ss, &length)
+            if n < 0:
+                if errno == EINTR:
+                    continue
+                return 0
+            try:
+                self.handler(sockaddr_to_py(<sockaddr *>&ss, length),
+                             PyBytes_FromStringAndSize(loop.buf, n))
+            except Exception as e:
+                loop.report(f"udp handler {self.handler!r}", e)
+            if self.fd < 0:
+                return 0
+        return 0
+
+    cdef int perform(self, int op, object arg) except -1:
+        if op == OP_CLOSE_UDP:
+            self.loop.detach(self)
+        else:
+            Watcher.perform(self, op, arg)
+        return 0
+
+    def udp(self, address, data):
+        """Send a datagram from this listener's own address (a reply).
+
+        ``udp(address, data)`` of the implementation sends from a socket of
+        its own, so a peer that checks where replies come from needs this.
+        """
+        if self.sender is None:
+            raise ValueError("this UDP listener has no socket to send from")
+        if atomic_load_int(&self.close_asked):
+            raise ValueError("udp() on a closed UDP listener")
+        self.sender.sendto(_rules.as_bytes(data, "udp()"), address)
+
+    def close(self):
+        """Stop receiving; the first close removes a Unix socket's file."""
+        if atomic_exchange_int(&self.close_asked, 1):
+            return
+        if self.sender is not None:
+            self.sender.close()
+        _unixpath.release(self.unix_path)
+        self.loop.here_or_soon(OP_CLOSE_UDP, self, None)

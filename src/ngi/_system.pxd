@@ -1,0 +1,165 @@
+# What the core uses of the C library, the kernel and the compiler.
+#
+# Included by _core.pxd: part of the one extension module ngi._core.  This
+# is where a platform's twin of a Linux-only call goes (kqueue for epoll,
+# accept + fcntl for accept4, ...).
+
+from libc.stdint cimport uint32_t, uint64_t
+from posix.uio cimport iovec
+
+
+cdef extern from *:
+    """
+    /* Fields other threads may touch are read and written with these:
+       correct without the GIL too (free-threaded CPython).  GET/SET are
+       for a field one thread writes and others read; ADD/XCHG/CAS for one
+       several threads write. */
+    #define NGI_GET(p) __atomic_load_n((p), __ATOMIC_RELAXED)
+    #define NGI_SET(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
+    #define NGI_LOAD(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
+    #define NGI_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
+    #define NGI_ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_RELAXED)
+    #define NGI_XCHG(p, v) __atomic_exchange_n((p), (v), __ATOMIC_ACQ_REL)
+    static inline int ngi_cas_int(int *p, int expected, int desired) {
+        return __atomic_compare_exchange_n(p, &expected, desired, 0,
+                                           __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    }
+    """
+    Py_ssize_t atomic_get "NGI_GET"(Py_ssize_t *p) nogil
+    void atomic_set "NGI_SET"(Py_ssize_t *p, Py_ssize_t v) nogil
+    Py_ssize_t atomic_add "NGI_ADD"(Py_ssize_t *p, Py_ssize_t v) nogil
+    int atomic_load_int "NGI_LOAD"(int *p) nogil
+    void atomic_store_int "NGI_STORE"(int *p, int v) nogil
+    int atomic_exchange_int "NGI_XCHG"(int *p, int v) nogil
+    bint atomic_cas_int "ngi_cas_int"(int *p, int expected, int desired) nogil
+
+
+cdef extern from "<sys/epoll.h>" nogil:
+    ctypedef union epoll_data_t:
+        void *ptr
+        int fd
+        uint32_t u32
+        uint64_t u64
+
+    cdef struct epoll_event:
+        uint32_t events
+        epoll_data_t data
+
+    int epoll_create1(int flags)
+    int epoll_ctl(int epfd, int op, int fd, epoll_event *event)
+    int epoll_wait(int epfd, epoll_event *events, int maxevents, int timeout)
+    enum:
+        EPOLL_CLOEXEC
+        EPOLL_CTL_ADD
+        EPOLL_CTL_MOD
+        EPOLL_CTL_DEL
+        EPOLLIN
+        EPOLLOUT
+        EPOLLERR
+        EPOLLHUP
+        EPOLLRDHUP
+        EPOLLET
+
+
+cdef extern from "<sys/eventfd.h>" nogil:
+    int eventfd(unsigned int initval, int flags)
+    enum:
+        EFD_NONBLOCK
+        EFD_CLOEXEC
+
+
+cdef extern from "<sys/socket.h>" nogil:
+    ctypedef unsigned int socklen_t
+    ctypedef unsigned short sa_family_t
+
+    cdef struct sockaddr:
+        sa_family_t sa_family
+
+    cdef struct sockaddr_storage:
+        sa_family_t ss_family
+
+    cdef struct msghdr:
+        void *msg_name
+        socklen_t msg_namelen
+        iovec *msg_iov
+        size_t msg_iovlen
+        void *msg_control
+        size_t msg_controllen
+        int msg_flags
+
+    ssize_t send(int fd, const void *buf, size_t n, int flags)
+    ssize_t sendmsg(int fd, const msghdr *msg, int flags)
+    ssize_t recv(int fd, void *buf, size_t n, int flags)
+    ssize_t recvfrom(int fd, void *buf, size_t n, int flags,
+                     sockaddr *addr, socklen_t *addrlen)
+    int accept4(int fd, sockaddr *addr, socklen_t *addrlen, int flags)
+    int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
+    int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
+    int getpeername(int fd, sockaddr *addr, socklen_t *len)
+    int shutdown(int fd, int how)
+    enum:
+        AF_INET
+        AF_INET6
+        AF_UNIX
+        SOL_SOCKET
+        SO_ERROR
+        SO_DOMAIN
+        SHUT_WR
+        MSG_NOSIGNAL
+        SOCK_NONBLOCK
+        SOCK_CLOEXEC
+
+
+cdef extern from "<sys/ioctl.h>" nogil:
+    int ioctl(int fd, unsigned long request, ...)
+
+
+cdef extern from "<linux/sockios.h>" nogil:
+    enum:
+        SIOCINQ   # bytes received and not yet read
+        SIOCOUTQ  # bytes sent and not yet acknowledged, or not yet sent
+
+
+cdef extern from "<netinet/in.h>" nogil:
+    cdef struct in_addr:
+        pass
+
+    cdef struct in6_addr:
+        pass
+
+    cdef struct sockaddr_in:
+        sa_family_t sin_family
+        unsigned short sin_port
+        in_addr sin_addr
+
+    cdef struct sockaddr_in6:
+        sa_family_t sin6_family
+        unsigned short sin6_port
+        uint32_t sin6_flowinfo
+        in6_addr sin6_addr
+        uint32_t sin6_scope_id
+
+    unsigned short ntohs(unsigned short)
+    uint32_t ntohl(uint32_t)
+    enum:
+        IPPROTO_TCP
+        INET6_ADDRSTRLEN
+
+
+cdef extern from "<netinet/tcp.h>" nogil:
+    enum:
+        TCP_NODELAY
+
+
+cdef extern from "<arpa/inet.h>" nogil:
+    const char *inet_ntop(int af, const void *src, char *dst, socklen_t size)
+
+
+cdef extern from "<sys/un.h>" nogil:
+    cdef struct sockaddr_un:
+        sa_family_t sun_family
+        char sun_path[108]
+
+
+cdef extern from "<stddef.h>" nogil:
+    size_t offsetof_sun_path "offsetof(struct sockaddr_un, sun_path)"
