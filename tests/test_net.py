@@ -1132,3 +1132,22 @@ def test_thready_connections_read_through_a_smaller_buffer(impl):
         listener.close()
     wait_for(lambda: not [t for t in threading.enumerate() if t.name.endswith("-conn")],
              5, "connection threads end")
+
+
+IMPORT_SCRIPT = """
+import os
+before = len(os.listdir("/proc/self/fd"))
+import ngi.net
+after = len(os.listdir("/proc/self/fd"))
+print(after - before, ngi.net._default._core_loop, ngi.net.main._core_loop)
+"""
+
+
+def test_importing_ngi_net_allocates_no_loop():
+    # The default implementations make their epoll, eventfd and 256 KiB
+    # receive buffer on first use, not at import.
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", IMPORT_SCRIPT], capture_output=True,
+                         text=True, timeout=60)
+    assert out.stdout.split() == ["0", "None", "None"], out.stderr[-2000:]

@@ -379,7 +379,7 @@ def _serve(server, conn):
         raise
 
 
-_implementations = weakref.WeakSet()
+_implementations: weakref.WeakSet[_Base] = weakref.WeakSet()
 
 
 def _after_fork_in_child():

@@ -778,7 +778,8 @@ class ConformanceTests:
     def test_write_limits_are_checked(self) -> None:
         listener = self.listen(Server())
         got, connection = self.connect(listener)
-        for high, low in [(-1, None), (None, -1), (10, 20)]:
+        for high, low in [(-1, None), (None, -1), (10, 20), (True, None),
+                          (None, False), ("big", None), (1.5, None)]:
             with pytest.raises(ValueError):
                 connection.set_write_limits(high, low)
         connection.set_write_limits(100)
