@@ -250,3 +250,28 @@ def test_far_timers_do_not_overflow_the_poll_timeout():
     t.cancel()
     assert loop.run(1) is True
     loop.close()
+
+
+def test_timers_cancelled_from_many_threads_at_once_are_released_once():
+    # cancel() races with itself and with the loop: each timer must be
+    # uncounted exactly once, or the loop never goes idle (or idles early).
+    loop = _core.Loop()
+    fired = []
+    timers = [loop.call_later(0.2, fired.append, i) for i in range(200)]
+    keep = loop.call_later(0.3, fired.append, "kept")
+    start = threading.Barrier(4)
+
+    def cancel_all():
+        start.wait()
+        for t in timers:
+            t.cancel()
+
+    threads = [threading.Thread(target=cancel_all) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(t.cancelled for t in timers) and not keep.cancelled
+    assert loop.run(5) is True
+    assert fired == ["kept"] and loop.active == 0
+    loop.close()

@@ -95,3 +95,4 @@ cdef class Loop:
     # Errors of application code.
     cdef int report(self, str what, object exc) except -1
     cdef inline bint on_loop_thread(self) noexcept
+    cdef inline bint is_idle(self) noexcept

@@ -93,6 +93,9 @@ cdef class Loop:
 
     def idle(self):
         """Nothing active and nothing pending: `run()` would return."""
+        return self.is_idle()
+
+    cdef inline bint is_idle(self) noexcept:
         return atomic_get(&self.active) == 0 and not atomic_load_int(&self.wake_pending)
 
     # -- calls from other threads ----------------------------------------
@@ -292,8 +295,9 @@ cdef class Loop:
             while True:
                 if atomic_load_int(&self.wake_pending):
                     self.run_pending()
-                self.raise_failure()
-                if self.idle():
+                if self.failure is not None:
+                    self.raise_failure()
+                if self.is_idle():
                     return True
                 ms = -1
                 if atomic_load_int(&self.wake_pending) or self.ready:
@@ -322,9 +326,10 @@ cdef class Loop:
                     self.graveyard = []
                 if self.timers:
                     self.run_timers()
-                self.raise_failure()
+                if self.failure is not None:
+                    self.raise_failure()
                 if deadline >= 0 and monotonic() >= deadline:
-                    return self.idle()
+                    return self.is_idle()
         finally:
             atomic_set(&self.thread_id, 0)
 
