@@ -28,26 +28,28 @@ cdef class Connection(Watcher):
     """A connected stream socket: NGI's `IConnection` over the core.
 
     Its life is `state` (OPEN, FLUSHING, LINGERING, CLOSED), changed only
-    by the four transition methods, on the loop thread:
+    by three transition methods, on the loop thread: `begin_close`,
+    `send_fin` and `lose` (`discard_input`, which reads while LINGERING,
+    ends it through `lose`).
 
-    ========= ============================ =========== ========= ============ ================
-    from      event                        method      to        sent         handle_close
-    ========= ============================ =========== ========= ============ ================
-    OPEN      the application's close()    begin_close FLUSHING  the queue    no
-    OPEN      the peer's EOF, queue empty  lose        CLOSED    nothing      ``'closed'``
-    OPEN      the peer's EOF, data queued  begin_close FLUSHING  the queue    ``'closed'``
-    FLUSHING  the queue is sent            send_fin    LINGERING our FIN      no
+    ========= ============================ =========== ========= ========= ========= ==============
+    from      event                        method      to        sent      dropped   handle_close
+    ========= ============================ =========== ========= ========= ========= ==============
+    OPEN      the application's close()    begin_close FLUSHING  the queue           no
+    OPEN      the peer's EOF, nothing      lose        CLOSED                        ``'closed'``
+              queued
+    OPEN      the peer's EOF, data queued  begin_close FLUSHING  the queue           ``'closed'``
+    FLUSHING  the queue is sent            send_fin    LINGERING our FIN             no
                                                        or CLOSED
-    LINGERING the peer's EOF, or it has    lose        CLOSED    nothing;     no
-              acknowledged everything, or                        input read
-              an error, or LINGER_SECONDS                        is dropped
-    OPEN      a send/recv error, the       lose        CLOSED    nothing;     the error,
-              handler raised, or its                             the queue    ``'stopped'``
-              listener stopped it                                is dropped
-    FLUSHING  a send error                 lose        CLOSED    queue lost   no
-    any       abort()                      lose        CLOSED    queue        no
-                                                                 dropped
-    ========= ============================ =========== ========= ============ ================
+    LINGERING the peer's EOF, or it has    lose        CLOSED              input     no
+              acknowledged everything, or                                  read
+              an error, or LINGER_SECONDS
+    OPEN      a send or recv error, the    lose        CLOSED              the queue the error,
+              handler raised, or the                                                 ``'stopped'``
+              listener stopped it
+    FLUSHING  a send error                 lose        CLOSED              the queue no
+    any       abort()                      lose        CLOSED              the queue no
+    ========= ============================ =========== ========= ========= ========= ==============
 
     `send_fin` goes to CLOSED at once, without lingering, when nothing is
     at risk (`at_risk`): the usual case.  `handle_close` is called only on
