@@ -3,8 +3,6 @@ the protocols checked at runtime against the objects both implementations
 (ngi.testing and ngi.net) and the adapters make."""
 from __future__ import annotations
 
-import time
-
 import pytest
 
 import ngi.adapters
@@ -16,6 +14,7 @@ from ngi.interfaces import (
     IImplementation, IListener, IServer, IServerConnection,
     IThreadedImplementation, ITimer, IUDPHandler, IUDPListener, Timeout)
 from ngi.testing.conformance import Client, Recorder, Server
+from test_net import impl, wait_for  # noqa: F401 (impl is a fixture)
 
 
 # Exceptions -----------------------------------------------------------------
@@ -129,29 +128,15 @@ def test_net_implementations():
         assert isinstance(implementation, IImplementation)
 
 
-def wait_until(predicate, what):
-    deadline = time.monotonic() + 10
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.002)
-
-
-@pytest.fixture
-def net():
-    implementation = ngi.net.Implementation(name="ngi-test-interfaces")
-    yield implementation
-    implementation.wait(10)
-
-
-def test_net_connections_and_listeners_over_loopback(net):
+def test_net_connections_and_listeners_over_loopback(impl):
     server = Server()
-    listener = net.listener(None, server)
+    listener = impl.listener(None, server)
     try:
         assert isinstance(listener, IListener)
         client = Client()
-        net.connect(listener.address, client)
-        wait_until(lambda: client.connections and server.connections,
-                   "both ends")
+        impl.connect(listener.address, client)
+        wait_for(lambda: client.connections and server.connections,
+                 what="both ends")
         [connection] = client.connections
         [server_connection] = server.connections
         assert isinstance(connection, IConnection)
@@ -162,13 +147,13 @@ def test_net_connections_and_listeners_over_loopback(net):
         listener.close()
 
 
-def test_net_udp_listener_and_timer(net):
-    listener = net.udp_listener(None, lambda address, data: None)
+def test_net_udp_listener_and_timer(impl):
+    listener = impl.udp_listener(None, lambda address, data: None)
     try:
         assert isinstance(listener, IUDPListener)
     finally:
         listener.close()
-    timer = net.call_later(60, lambda: None)
+    timer = impl.call_later(60, lambda: None)
     assert isinstance(timer, ITimer)
     timer.cancel()
 
