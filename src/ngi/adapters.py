@@ -39,13 +39,13 @@ Flow control (``write_buffer_size``, ``set_write_limits``,
 from __future__ import annotations
 
 import struct
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import ngi.generator
+from ngi._rules import check_writelines, non_negative_int
 
 __all__ = ["Base", "Lines", "Sized", "LineTooLong", "MessageTooLarge"]
 
-_NOT_AN_ITERABLE_OF_CHUNKS = (str, bytes, bytearray, memoryview)
 _NULL = b"\xff\xff\xff\xff"
 _MAX_SIZE = 0xFFFFFFFE  # 0xFFFFFFFF is the null marker
 _pack_size = struct.Struct(">I").pack
@@ -57,21 +57,6 @@ class LineTooLong(ValueError):
 
 class MessageTooLarge(ValueError):
     """A record exceeded the adapter's ``max_size``."""
-
-
-def _check_limit(name: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
-    return value
-
-
-def _check_writelines(name: str, data: Any) -> None:
-    # A bytes object is iterable (of ints), so without this check it would
-    # fail item by item, later and far from the mistake.
-    if isinstance(data, _NOT_AN_ITERABLE_OF_CHUNKS):
-        raise TypeError(
-            f"{name}.writelines expects an iterable of bytes-like objects, "
-            f"not {type(data).__name__}; use write() for a single chunk")
 
 
 class Base:
@@ -95,14 +80,10 @@ class Base:
         self.connection.set_handler(self)
 
     def write(self, data: Any) -> None:
-        if isinstance(data, str):
-            raise TypeError(
-                f"{type(self).__name__}.write expects a bytes-like object, "
-                "not str; encode it first")
-        self.connection.write(data)
+        self.connection.write(data)  # which refuses what is not bytes-like
 
     def writelines(self, data: Iterable[Any]) -> None:
-        _check_writelines(type(self).__name__, data)
+        check_writelines(data, f"{type(self).__name__}.writelines()")
         self.connection.writelines(data)
 
     def close(self) -> None:
@@ -121,6 +102,9 @@ class Base:
     def set_write_limits(self, high: int | None = None,
                          low: int | None = None) -> None:
         self.connection.set_write_limits(high, low)
+
+    def get_write_limits(self) -> tuple[int, int]:
+        return self.connection.get_write_limits()
 
     def pause_reading(self) -> None:
         self.connection.pause_reading()
@@ -154,22 +138,22 @@ class Base:
     # methods apply unchanged through the adapter.
 
     @property
-    def handle_close(self):
+    def handle_close(self) -> Callable[[Any, Any], None]:
         handle_close = self._handler.handle_close  # AttributeError if absent
         return lambda connection, reason: handle_close(self, reason)
 
     @property
-    def handle_exception(self):
+    def handle_exception(self) -> Callable[[Any, Exception], None]:
         handle_exception = self._handler.handle_exception
         return lambda connection, exception: handle_exception(self, exception)
 
     @property
-    def handle_pause_writing(self):
+    def handle_pause_writing(self) -> Callable[[Any], None]:
         handle_pause_writing = self._handler.handle_pause_writing
         return lambda connection: handle_pause_writing(self)
 
     @property
-    def handle_resume_writing(self):
+    def handle_resume_writing(self) -> Callable[[Any], None]:
         handle_resume_writing = self._handler.handle_resume_writing
         return lambda connection: handle_resume_writing(self)
 
@@ -181,7 +165,7 @@ class Base:
             handle_close(self, reason)
 
     @classmethod
-    def handler(cls, func=None):
+    def handler(cls, func: Callable[..., Any] | None = None) -> Any:
         """Decorate a generator handler that talks through this adapter."""
         return ngi.generator.handler(func, connection_adapter=cls)
 
@@ -194,7 +178,7 @@ class Lines(Base):
 
     def __init__(self, connection: Any, max_line: int = 1 << 20) -> None:
         super().__init__(connection)
-        self.max_line = _check_limit("max_line", max_line)
+        self.max_line = non_negative_int("max_line", max_line)
         self._pieces: list[bytes] = []  # the incomplete line, in pieces
         self._buffered = 0              # total length of _pieces
 
@@ -238,7 +222,7 @@ class Sized(Base):
 
     def __init__(self, connection: Any, max_size: int = 16 << 20) -> None:
         super().__init__(connection)
-        self.max_size = _check_limit("max_size", max_size)
+        self.max_size = non_negative_int("max_size", max_size)
         self._pieces: list[bytes] = []  # the incomplete header or body
         self._got = 0                   # total length of _pieces
         self._want = 4                  # length of the header or body
@@ -293,7 +277,7 @@ class Sized(Base):
 
     def writelines(self, data: Iterable[Any]) -> None:
         """Send each item as a record; items are still pulled lazily."""
-        _check_writelines("Sized", data)
+        check_writelines(data, f"{type(self).__name__}.writelines()")
         self.connection.writelines(_framed(data))
 
 

@@ -25,8 +25,9 @@ from __future__ import annotations
 import io
 import threading
 import time
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
+from ngi._rules import check_handler
 from ngi.interfaces import ConnectionClosed, ConnectionFailed, Timeout
 
 __all__ = ["ConnectionTimeout", "request", "connect", "open",
@@ -105,7 +106,7 @@ class _Request:
     def __init__(self, handler: Any) -> None:
         self.start = _starter(handler)
         self.condition = threading.Condition()
-        self.connection = None   # the implementation's connection
+        self.connection: Any = None  # the implementation's connection
         self.done = False
         self.reason = None
         self.error: BaseException | None = None
@@ -200,9 +201,7 @@ class _Watched:
     # IConnection, called by the handler.
 
     def set_handler(self, handler: Any) -> None:
-        if not callable(getattr(handler, "handle_input", None)):
-            raise TypeError("set_handler() expects a handler with a "
-                            f"handle_input method, got {handler!r}")
+        check_handler(handler, "set_handler()", "handle_input")
         self.handler = handler
         self.connection.set_handler(self)
 
@@ -263,7 +262,7 @@ class _Connector:
 
     def __init__(self) -> None:
         self.condition = threading.Condition()
-        self.connection = None
+        self.connection: Any = None
         self.error: ConnectionFailed | None = None
         self.abandoned = False
 
@@ -436,7 +435,7 @@ class OutputFile(_File):
             self._stream.connection.writelines(lines)
             return
         stream = self._stream
-        consumed = []
+        consumed: list[bool] = []
         stream.connection.writelines(_tracked(lines, stream, consumed))
         with stream.condition:
             stream.wait(lambda: consumed or stream.eof, _deadline(timeout))
@@ -451,7 +450,8 @@ class OutputFile(_File):
             self._stream.raise_error()
 
 
-def _tracked(lines: Iterable[Any], stream: _Stream, consumed: list):
+def _tracked(lines: Iterable[Any], stream: _Stream,
+             consumed: list[bool]) -> Iterator[Any]:
     """Yield from ``lines``, then tell the waiting writer they are used up."""
     yield from lines
     with stream.condition:

@@ -34,15 +34,28 @@ from __future__ import annotations
 import functools
 import types
 from collections.abc import Generator
-from typing import Any, Callable
+from typing import Any, Callable, overload
 
 from ngi.interfaces import ConnectionFailed
 
 __all__ = ["handler", "Handler", "ConnectionHandler"]
 
 
-def handler(func: Callable | None = None,
-            connection_adapter: Callable | None = None):
+@overload
+def handler(func: Callable[..., Any],
+            connection_adapter: Callable[[Any], Any] | None = None
+            ) -> Handler: ...
+
+
+@overload
+def handler(func: None = None,
+            connection_adapter: Callable[[Any], Any] | None = None
+            ) -> Callable[[Callable[..., Any]], Handler]: ...
+
+
+def handler(func: Callable[..., Any] | None = None,
+            connection_adapter: Callable[[Any], Any] | None = None
+            ) -> Handler | Callable[[Callable[..., Any]], Handler]:
     """Make a handler from generator function ``func(connection)``.
 
     Without ``func``, return a decorator, so that both ``@handler`` and
@@ -56,7 +69,8 @@ def handler(func: Callable | None = None,
 class Handler:
     """A generator function turned into a server and a connect handler."""
 
-    def __init__(self, func: Callable, connection_adapter: Callable | None):
+    def __init__(self, func: Callable[..., Any],
+                 connection_adapter: Callable[[Any], Any] | None) -> None:
         self.func = func
         self.connection_adapter = connection_adapter
         functools.update_wrapper(self, func)
@@ -101,7 +115,8 @@ class Handler:
 class ConnectionHandler:
     """The ``IConnectionHandler`` that drives one running generator."""
 
-    def __init__(self, gen: Generator, connection: Any) -> None:
+    def __init__(self, gen: Generator[Any, bytes, Any],
+                 connection: Any) -> None:
         self.gen = gen
         self.connection = connection
 
@@ -118,7 +133,8 @@ class ConnectionHandler:
             return
         raise RuntimeError("generator handler ignored GeneratorExit")
 
-    def handle_exception(self, connection: Any, exception: BaseException):
+    def handle_exception(self, connection: Any,
+                         exception: BaseException) -> None:
         try:
             self.gen.throw(exception)
         except StopIteration:

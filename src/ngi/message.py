@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from ngi import blocking
+from ngi._rules import as_bytes
 from ngi.interfaces import ConnectionFailed, Timeout
 
 __all__ = ["message", "CouldNotConnect", "UnexpectedResponse"]
@@ -58,9 +59,7 @@ def message(connect: Callable | None, address: Any, data: bytes,
     ``connect`` is a connector such as ``ngi.net.connect`` (the default,
     when ``None``) or ``ngi.testing.connect``.
     """
-    if isinstance(data, str):
-        raise TypeError("message() expects bytes-like data, not str; "
-                        "encode it first")
+    data = as_bytes(data, "message()")  # refused here, before connecting
     exchange = _Exchange(data, expected)
     try:
         reason = blocking.request(connect, address, exchange, timeout)
