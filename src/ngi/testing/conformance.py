@@ -820,7 +820,7 @@ class ConformanceTests:
         assert got.flow == ["pause"]
         assert connection.write_buffer_size > 64 * 1024
         server.connections[0].resume_reading()
-        self.wait_until(lambda: len(server.data()) >= len(data),
+        self.wait_until(lambda: len(server.data() or b"") >= len(data),
                         "everything written")
         assert server.data() == data
         self.wait_until(lambda: got.flow == ["pause", "resume"],
@@ -848,7 +848,7 @@ class ConformanceTests:
         # About the high-water mark (64 KiB) is held, not the whole body.
         assert connection.write_buffer_size <= 64 * 1024 + PIECE
         server.connections[0].resume_reading()
-        self.wait_until(lambda: len(server.data()) >= len(pieces) * PIECE,
+        self.wait_until(lambda: len(server.data() or b"") >= len(pieces) * PIECE,
                         "the whole body")
         assert server.data() == b"".join(pieces)
         self.wait_until(lambda: connection.write_buffer_size == 0,
@@ -884,7 +884,7 @@ class ConformanceTests:
         data = self.fill(
             connection, lambda: connection.write_buffer_size > 64 * 1024)
         server.connections[0].resume_reading()
-        self.wait_until(lambda: len(server.data()) >= len(data),
+        self.wait_until(lambda: len(server.data() or b"") >= len(data),
                         "everything written")
         assert server.data() == data
         self.wait_until(lambda: connection.write_buffer_size == 0,
