@@ -20,6 +20,8 @@ import pytest
 
 from ngi import serve
 
+from helpers import wait_for
+
 SERVER_MODULE = textwrap.dedent('''
     """A server for the tests: each message is a command."""
     import os
@@ -356,10 +358,8 @@ def test_a_crashed_worker_is_restarted(app):
             assert doomed.recv(100) == b""
         served.wait_for("exited with status 3; restarting it")
         served.wait_for("started", timeout=20)
-        deadline = time.monotonic() + 20
-        while served.count("started (pid") < 3:
-            assert time.monotonic() < deadline, served.log
-            time.sleep(0.05)
+        wait_for(lambda: served.count("started (pid") >= 3, 20,
+                 lambda: f"a third worker start in:\n{served.log}")
         # Every connection is still served: by the survivor, or by the
         # new worker once it is up (SO_REUSEPORT keeps the dead one's queue).
         for _ in range(20):
@@ -386,10 +386,8 @@ def test_workers_stop_accepting_then_drain(app):
         served.process.send_signal(signal.SIGTERM)
         served.wait_for("stopping 2 workers")
         served.wait_for("1 connections open")
-        deadline = time.monotonic() + 20
-        while served.count("connections open") < 2:  # both workers stopping
-            assert time.monotonic() < deadline, served.log
-            time.sleep(0.01)
+        wait_for(lambda: served.count("connections open") >= 2, 20,  # both workers
+                 lambda: f"both workers stopping in:\n{served.log}")
         with pytest.raises(OSError):
             ask(served.address, b"new", timeout=2)
         client.sendall(b"still open")
