@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from ngi import serve
+from ngi import cli, serve
 
 from helpers import wait_for
 
@@ -172,7 +172,7 @@ def serve_args(*extra, bind="127.0.0.1:0"):
     ("unix:relative.sock", "relative.sock"),
 ])
 def test_parse_bind(text, address):
-    assert serve.parse_bind(text) == address
+    assert cli.parse_bind(text) == address
 
 
 @pytest.mark.parametrize("text", [
@@ -180,15 +180,15 @@ def test_parse_bind(text, address):
     "::1:8000", "[::1]8000", "[127.0.0.1]:80", "unix:", "host:-1",
 ])
 def test_parse_bind_refuses(text):
-    with pytest.raises(serve.UsageError, match="invalid address"):
-        serve.parse_bind(text)
+    with pytest.raises(cli.UsageError, match="invalid address"):
+        cli.parse_bind(text)
 
 
 def test_load_server(app, monkeypatch):
     monkeypatch.chdir(app)
     monkeypatch.syspath_prepend(str(app))
-    assert serve.load_server("served:server").__name__ == "Server"
-    assert serve.load_server("served:Server.handle_input")
+    assert cli.load_server("served:server").__name__ == "Server"
+    assert cli.load_server("served:Server.handle_input")
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -201,15 +201,15 @@ def test_load_server(app, monkeypatch):
 ])
 def test_load_server_refuses(app, monkeypatch, spec, message):
     monkeypatch.syspath_prepend(str(app))
-    with pytest.raises(serve.UsageError, match=message):
-        serve.load_server(spec)
+    with pytest.raises(cli.UsageError, match=message):
+        cli.load_server(spec)
 
 
 def test_a_module_that_fails_to_import_shows_its_own_error(tmp_path, monkeypatch):
     (tmp_path / "broken_served.py").write_text("import no_such_dependency\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ModuleNotFoundError, match="no_such_dependency"):
-        serve.load_server("broken_served:server")
+        cli.load_server("broken_served:server")
 
 
 def test_raise_open_file_limit():
