@@ -26,6 +26,7 @@ import socket
 import threading
 import time
 
+import ngi._unixpath
 import ngi.net
 
 __all__ = ["raise_open_file_limit", "serve"]
@@ -219,10 +220,7 @@ class _Supervisor:
         for sock in set(self.sockets):
             sock.close()
         if isinstance(self.address, str) and self.sockets:
-            try:
-                os.unlink(self.address)
-            except OSError:
-                pass
+            ngi._unixpath.release(self.address)
         self.sockets = []
 
     def _start(self, slot):
