@@ -35,7 +35,7 @@ def count_words(address, lines, connect=None, timeout=10):
 
 
 def main(argv=None):
-    from ngi.serve import parse_bind
+    from ngi.cli import parse_bind
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
         print("usage: python -m examples.wordcount HOST:PORT < text",

@@ -7,9 +7,10 @@ runs it against each implementation.
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
+
+from helpers import wait_for
 
 # pytester runs the conformance suite against broken implementations.
 pytest_plugins = ["pytester"]
@@ -20,11 +21,8 @@ def no_thread_left_behind():
     """Every thread a test starts has ended when the test ends."""
     before = set(threading.enumerate())
     yield
-    deadline = time.monotonic() + 10
-    while True:
-        extra = [t for t in threading.enumerate() if t not in before and t.is_alive()]
-        if not extra:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"threads left running: {extra}")
-        time.sleep(0.01)
+
+    def extra():
+        return [t for t in threading.enumerate() if t not in before and t.is_alive()]
+
+    wait_for(lambda: not extra(), 10, lambda: f"threads left running {extra()} to end")

@@ -10,35 +10,9 @@ from hypothesis import given, settings, strategies as st
 import ngi.testing
 from ngi.adapters import Base, Lines, Sized
 
+from helpers import InputOnly, Recorder
+
 NULL = b"\xff\xff\xff\xff"
-
-
-class Recorder:
-    """A handler that remembers what it was given."""
-
-    def __init__(self):
-        self.inputs = []
-        self.connections = []
-        self.closes = []
-        self.exceptions = []
-
-    def handle_input(self, connection, data):
-        self.connections.append(connection)
-        self.inputs.append(data)
-
-    def handle_close(self, connection, reason):
-        self.closes.append(reason)
-
-    def handle_exception(self, connection, exception):
-        self.exceptions.append(exception)
-
-
-class InputOnly:
-    def __init__(self):
-        self.inputs = []
-
-    def handle_input(self, connection, data):
-        self.inputs.append(data)
 
 
 def adapted(adapter_class):
@@ -121,7 +95,7 @@ def test_base_passes_input_and_output_through():
     adapter.connection.test_input(b"abc\n")
     adapter.connection.test_input(b"\x00\x01")
     assert app.inputs == [b"abc\n", b"\x00\x01"]
-    assert app.connections == [adapter, adapter]
+    assert app.input_connections == [adapter, adapter]
     adapter.write(b"xyz")
     adapter.writelines([b"1", bytearray(b"2"), memoryview(b"3")])
     assert sent(peer) == b"xyz123"
@@ -286,7 +260,7 @@ def test_lines_splits_input_into_lines():
     assert app.inputs == [b"Hello world!", b"Hello", b"World!"]
     adapter.connection.test_input(b"?\n\n")
     assert app.inputs[3:] == [b"How are you?", b""]
-    assert all(c is adapter for c in app.connections)
+    assert all(c is adapter for c in app.input_connections)
 
 
 def test_lines_byte_by_byte():

@@ -14,7 +14,7 @@ import ngi.testing
 from ngi.blocking import ConnectionTimeout
 from ngi.interfaces import ConnectionClosed, ConnectionFailed, Timeout
 
-from blocking_servers import SHORT, WAIT, Env, Silent, echo, sends, upper_once
+from helpers import SHORT, WAIT, Echo, Env, Silent, UpperOnce, sends, wait_for
 
 
 @pytest.fixture(params=["net", "testing"])
@@ -68,14 +68,14 @@ class Client:
 
 
 def test_request_returns_the_peer_close_reason(env):
-    address = env.listen(upper_once)
+    address = env.listen(UpperOnce)
     client = Client(b"hello")
     assert ngi.blocking.request(env.connect, address, client, WAIT) == "closed"
     assert client.got == b"HELLO"
 
 
 def test_request_returns_none_when_the_handler_closes(env):
-    address = env.listen(echo)
+    address = env.listen(Echo)
     client = Client(b"hello", close_after=5)
     assert ngi.blocking.request(env.connect, address, client, WAIT) is None
     assert client.got == b"hello"
@@ -101,7 +101,7 @@ def test_request_takes_a_connection_handler(env):
 
 
 def test_request_takes_a_callable(env):
-    address = env.listen(upper_once)
+    address = env.listen(UpperOnce)
     client = Client(b"abc")
     seen = []
 
@@ -115,7 +115,7 @@ def test_request_takes_a_callable(env):
 
 
 def test_request_callable_that_sets_no_handler_still_sees_the_close(env):
-    address = env.listen(upper_once)
+    address = env.listen(UpperOnce)
     result = ngi.blocking.request(env.connect, address,
                                   lambda connection: connection.write(b"x"),
                                   WAIT)
@@ -146,7 +146,7 @@ class Boom(Exception):
 
 
 def test_request_raises_what_handle_input_raises(env):
-    address = env.listen(echo)
+    address = env.listen(Echo)
 
     class Failing(Client):
         def handle_input(self, connection, data):
@@ -168,11 +168,11 @@ def test_request_raises_what_connected_raises(env):
     with pytest.raises(Boom, match="in connected"):
         ngi.blocking.request(env.connect, address, Failing(), WAIT)
     # ... and the connection was closed.
-    env.wait_until(silent.closed.is_set)
+    wait_for(silent.closed.is_set, WAIT)
 
 
 def test_request_raises_what_handle_close_raises(env):
-    address = env.listen(upper_once)
+    address = env.listen(UpperOnce)
 
     class Failing(Client):
         def handle_close(self, connection, reason):
@@ -184,7 +184,7 @@ def test_request_raises_what_handle_close_raises(env):
 
 
 def test_request_raises_writelines_errors_without_handle_exception(env):
-    address = env.listen(echo)
+    address = env.listen(Echo)
 
     class BadLines(Client):
         def connected(self, connection):
@@ -196,7 +196,7 @@ def test_request_raises_writelines_errors_without_handle_exception(env):
 
 
 def test_request_passes_writelines_errors_to_handle_exception(env):
-    address = env.listen(echo)
+    address = env.listen(Echo)
 
     class Handled(Client):
         error = None
@@ -255,7 +255,7 @@ def test_request_closes_a_connection_that_comes_too_late():
 
 
 def test_request_defaults_to_ngi_net(net):
-    address = net.listen(upper_once)
+    address = net.listen(UpperOnce)
     client = Client(b"net")
     assert ngi.blocking.request(None, address, client, WAIT) == "closed"
     assert client.got == b"NET"
@@ -269,18 +269,18 @@ def test_connection_timeout_is_a_timeout_and_a_connection_failure():
 
 
 def test_connect_returns_an_open_connection(env):
-    address = env.listen(upper_once)
+    address = env.listen(UpperOnce)
     connection = ngi.blocking.connect(address, env.connect, WAIT)
     assert connection
     client = Client()
     connection.set_handler(client)
     connection.write(b"abc")
-    env.wait_until(lambda: not connection)
+    wait_for(lambda: not connection, WAIT)
     assert client.got == b"ABC"
 
 
 def test_connect_defaults_to_ngi_net(net):
-    address = net.listen(echo)
+    address = net.listen(Echo)
     connection = ngi.blocking.connect(address, timeout=WAIT)
     assert connection
     assert connection.peer_address == address
@@ -313,7 +313,7 @@ def test_connect_closes_a_connection_that_comes_too_late():
 # open ----------------------------------------------------------------------
 
 def test_open_read_write(env):
-    output, input = ngi.blocking.open(env.listen(echo), env.connect, WAIT)
+    output, input = ngi.blocking.open(env.listen(Echo), env.connect, WAIT)
     assert output.write(b"hello\nworld\n") == 12
     output.write(bytearray(b"!"))
     assert input.readline(timeout=WAIT) == b"hello\n"
@@ -337,7 +337,7 @@ def test_open_reads_to_eof(env):
 
 
 def test_open_read_without_size_waits_for_the_close(env):
-    address = env.listen(upper_once)
+    address = env.listen(UpperOnce)
     output, input = ngi.blocking.open(address, env.connect, WAIT)
     output.write(b"all of it")
     assert input.read(timeout=WAIT) == b"ALL OF IT"
@@ -353,7 +353,7 @@ def test_open_read_size_returns_less_only_at_eof(env):
 
 
 def test_open_read_size_waits_for_enough_data(net):
-    output, input = ngi.blocking.open(net.listen(echo), timeout=WAIT)
+    output, input = ngi.blocking.open(net.listen(Echo), timeout=WAIT)
     output.write(b"ab")
     # Only two bytes will come: asking for three times out...
     with pytest.raises(Timeout):
@@ -404,11 +404,11 @@ def test_open_input_timeouts(env, method):
 
 
 def test_open_keeps_data_when_a_readline_times_out(net):
-    output, input = ngi.blocking.open(net.listen(echo), timeout=WAIT)
+    output, input = ngi.blocking.open(net.listen(Echo), timeout=WAIT)
     output.write(b"par")
     assert input.read(3, timeout=WAIT) == b"par"
     output.write(b"tial")
-    net.wait_until(lambda: len(input._stream.buffer) == 4)
+    wait_for(lambda: len(input._stream.buffer) == 4, WAIT)
     with pytest.raises(Timeout):
         input.readline(timeout=SHORT)
     output.write(b" line\n")
@@ -417,7 +417,7 @@ def test_open_keeps_data_when_a_readline_times_out(net):
 
 
 def test_open_an_existing_connection(env):
-    connection = ngi.blocking.connect(env.listen(echo), env.connect, WAIT)
+    connection = ngi.blocking.connect(env.listen(Echo), env.connect, WAIT)
     output, input = ngi.blocking.open(connection)
     output.write(b"ping\n")
     assert input.readline(timeout=WAIT) == b"ping\n"
@@ -433,7 +433,7 @@ def test_open_connect_failures(env):
 
 
 def test_open_writelines_waits_until_the_iterable_is_used_up(env):
-    output, input = ngi.blocking.open(env.listen(echo), env.connect, WAIT)
+    output, input = ngi.blocking.open(env.listen(Echo), env.connect, WAIT)
     state = []
 
     def chunks():
@@ -451,7 +451,7 @@ def test_open_writelines_waits_until_the_iterable_is_used_up(env):
 
 
 def test_open_writelines_timeout(net):
-    output, input = ngi.blocking.open(net.listen(echo), timeout=WAIT)
+    output, input = ngi.blocking.open(net.listen(Echo), timeout=WAIT)
     release = threading.Event()
 
     def slow():
@@ -469,7 +469,7 @@ def test_open_writelines_timeout(net):
 
 
 def test_open_writelines_nonblocking_returns_at_once(net):
-    output, input = ngi.blocking.open(net.listen(echo), timeout=WAIT)
+    output, input = ngi.blocking.open(net.listen(Echo), timeout=WAIT)
     release = threading.Event()
     started = threading.Event()
 
@@ -490,7 +490,7 @@ def test_open_writelines_nonblocking_returns_at_once(net):
 
 
 def test_open_writelines_raises_errors_from_the_iterable(env):
-    output, input = ngi.blocking.open(env.listen(echo), env.connect, WAIT)
+    output, input = ngi.blocking.open(env.listen(Echo), env.connect, WAIT)
 
     def failing():
         yield b"fine\n"
@@ -508,7 +508,7 @@ def test_open_writelines_raises_errors_from_the_iterable(env):
 
 
 def test_open_errors_are_raised_by_the_next_read(env):
-    output, input = ngi.blocking.open(env.listen(echo), env.connect, WAIT)
+    output, input = ngi.blocking.open(env.listen(Echo), env.connect, WAIT)
     output.write(b"first\n")
     output.writelines([b"second\n", 42], nonblocking=True)
     with pytest.raises(TypeError):
@@ -519,11 +519,11 @@ def test_open_errors_are_raised_by_the_next_read(env):
 
 
 def test_open_flush_raises_a_reported_error(env):
-    output, input = ngi.blocking.open(env.listen(echo), env.connect, WAIT)
+    output, input = ngi.blocking.open(env.listen(Echo), env.connect, WAIT)
     output.flush()
     output.writelines([object()], nonblocking=True)
     if env.name == "net":
-        env.wait_until(lambda: input._stream.error is not None)
+        wait_for(lambda: input._stream.error is not None, WAIT)
     with pytest.raises(TypeError):
         output.flush()
     output.flush()  # raised once
@@ -531,7 +531,7 @@ def test_open_flush_raises_a_reported_error(env):
 
 
 def test_open_wrong_direction_raises_oserror(env):
-    output, input = ngi.blocking.open(env.listen(echo), env.connect, WAIT)
+    output, input = ngi.blocking.open(env.listen(Echo), env.connect, WAIT)
     for call in (output.read, output.readline, output.readlines,
                  lambda: iter(output), lambda: input.write(b"x"),
                  lambda: input.writelines([b"x"]), input.flush):
@@ -543,14 +543,14 @@ def test_open_wrong_direction_raises_oserror(env):
 
 
 def test_open_write_rejects_str(env):
-    output, input = ngi.blocking.open(env.listen(echo), env.connect, WAIT)
+    output, input = ngi.blocking.open(env.listen(Echo), env.connect, WAIT)
     with pytest.raises(TypeError):
         output.write("text")
     output.close()
 
 
 def test_open_closing_the_output_ends_the_input(env):
-    output, input = ngi.blocking.open(env.listen(echo), env.connect, WAIT)
+    output, input = ngi.blocking.open(env.listen(Echo), env.connect, WAIT)
     output.write(b"echoed\n")
     assert input.readline(timeout=WAIT) == b"echoed\n"
     output.close()
@@ -560,7 +560,7 @@ def test_open_closing_the_output_ends_the_input(env):
 
 
 def test_open_closed_input_refuses_reads(env):
-    output, input = ngi.blocking.open(env.listen(echo), env.connect, WAIT)
+    output, input = ngi.blocking.open(env.listen(Echo), env.connect, WAIT)
     with input:
         pass
     assert input.closed
@@ -580,7 +580,7 @@ def test_open_write_after_the_peer_closed(env):
 
 def test_open_reads_across_threads(net):
     """A reader blocked in read() wakes as data arrives from the loop."""
-    output, input = ngi.blocking.open(net.listen(echo), timeout=WAIT)
+    output, input = ngi.blocking.open(net.listen(Echo), timeout=WAIT)
     got = []
     reader = threading.Thread(
         target=lambda: got.append(input.read(6, timeout=WAIT)))

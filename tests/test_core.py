@@ -8,6 +8,8 @@ import pytest
 
 from ngi import _core
 
+from helpers import UpperOnce
+
 
 @pytest.fixture
 def poller():
@@ -202,12 +204,7 @@ def test_connection_adopts_a_socket_and_echoes(pair):
     conn = loop.connection(os.dup(a.fileno()))
     a.close()
 
-    class Echo:
-        def handle_input(self, c, data):
-            c.write(data.upper())
-            c.close()
-
-    conn.set_handler(Echo())
+    UpperOnce(conn)
     b.sendall(b"hello")
     assert loop.run(5) is True
     assert b.recv(100) == b"HELLO"

@@ -19,6 +19,8 @@ import pytest
 import ngi.net
 import ngi.testing
 
+from helpers import wait_for
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -43,13 +45,6 @@ def serve_example(spec, *extra):
     """``ngi serve examples.X:server`` on a free loopback port."""
     return Served(["serve", spec, "--bind", "127.0.0.1:0", "--grace", "1",
                    *extra], cwd=ROOT)
-
-
-def wait_until(predicate, timeout=10, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.005)
 
 
 def recv_until(sock, marker, timeout=10):
@@ -194,7 +189,7 @@ def test_chat_many_clients_over_ngi_net(impl):
     clients = [socket.create_connection(listener.address, timeout=10)
                for _ in range(20)]
     try:
-        wait_until(lambda: len(room.members) == 20, what="20 members")
+        wait_for(lambda: len(room.members) == 20, what="20 members")
         # Drain the join notices, so that what follows is the broadcast.
         for i, client in enumerate(clients[:-1]):
             recv_until(client, b"* guest20 joined\n")
@@ -221,7 +216,7 @@ def test_chat_drops_lines_for_a_client_that_does_not_keep_up(impl):
     slow.connect(listener.address)
     talker = socket.create_connection(listener.address, timeout=10)
     try:
-        wait_until(lambda: len(room.members) == 2, what="2 members")
+        wait_for(lambda: len(room.members) == 2, what="2 members")
         member = next(m for m in room.members if m.name == b"guest1")
         line = b"x" * 1000 + b"\n"
         sent = 0
@@ -229,13 +224,13 @@ def test_chat_drops_lines_for_a_client_that_does_not_keep_up(impl):
         while not member.missed and sent < 64 * 1024 * 1024:
             talker.sendall(line * 100)
             sent += len(line) * 100
-        wait_until(lambda: member.missed, what="lines dropped for the slow reader")
+        wait_for(lambda: member.missed, what="lines dropped for the slow reader")
         high = member.connection.get_write_limits()[0]
         assert member.connection.write_buffer_size <= high + 2 * len(line)
         # Once it reads again, it catches up and is told what it missed.
         got = recv_until(slow, b"* you missed", timeout=30)
         assert b"guest2: xxx" in got
-        wait_until(lambda: not member.paused, what="resume")
+        wait_for(lambda: not member.paused, what="resume")
     finally:
         slow.close()
         talker.close()

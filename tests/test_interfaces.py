@@ -14,7 +14,8 @@ from ngi.interfaces import (
     IImplementation, IListener, IServer, IServerConnection,
     IThreadedImplementation, ITimer, IUDPHandler, IUDPListener, Timeout)
 from ngi.testing.conformance import Client, Recorder, Server
-from test_net import impl, wait_for  # noqa: F401 (impl is a fixture)
+from helpers import wait_for
+from test_net import impl  # noqa: F401 (a fixture)
 
 
 # Exceptions -----------------------------------------------------------------

@@ -14,7 +14,7 @@ from ngi.blocking import ConnectionTimeout
 from ngi.interfaces import ConnectionFailed, Timeout
 from ngi.message import CouldNotConnect, UnexpectedResponse, message
 
-from blocking_servers import SHORT, WAIT, Env, Silent, echo, upper_once
+from helpers import SHORT, WAIT, Echo, Env, Silent, UpperOnce
 
 
 class InPieces:
@@ -38,7 +38,7 @@ def env(request):
 
 
 def test_reply_until_the_peer_closes(env):
-    assert message(env.connect, env.listen(upper_once), b"hello") == b"HELLO"
+    assert message(env.connect, env.listen(UpperOnce), b"hello") == b"HELLO"
 
 
 def test_reply_until_expected(env):
@@ -71,7 +71,7 @@ def test_expected_closes_the_connection(env):
 
 
 def test_defaults_to_ngi_net():
-    listener = ngi.net.listener(None, upper_once)
+    listener = ngi.net.listener(None, UpperOnce)
     try:
         assert message(None, listener.address, b"net") == b"NET"
     finally:
@@ -92,7 +92,7 @@ def test_could_not_connect(env):
 
 def test_unexpected_response_when_the_peer_closes_first(env):
     with pytest.raises(UnexpectedResponse) as info:
-        message(env.connect, env.listen(upper_once), b"hi",
+        message(env.connect, env.listen(UpperOnce), b"hi",
                 lambda reply: reply.endswith(b"\n"))
     assert info.value.data == b"HI"
     assert info.value.reason == "closed"
@@ -165,7 +165,7 @@ def test_expected_that_raises(env):
         raise ZeroDivisionError(reply)
 
     with pytest.raises(ZeroDivisionError):
-        message(env.connect, env.listen(echo), b"x", expected, timeout=WAIT)
+        message(env.connect, env.listen(Echo), b"x", expected, timeout=WAIT)
 
 
 def test_data_must_be_bytes():

@@ -16,8 +16,9 @@ import time
 import pytest
 
 import ngi.net
-from ngi.__main__ import Echo  # the `ngi echo` handler
 from ngi.interfaces import ConnectionClosed, Timeout
+
+from helpers import Echo, Recorder, wait_for
 
 
 def has_ipv6():
@@ -27,47 +28,6 @@ def has_ipv6():
         return True
     except OSError:
         return False
-
-
-class Recorder:
-    """A client and connection handler that records what happens."""
-
-    def __init__(self):
-        self.data = []
-        self.closed = []
-        self.exceptions = []
-        self.connection = None
-        self.failed = []
-        self.event = threading.Event()
-
-    def connected(self, connection):
-        self.connection = connection
-        connection.set_handler(self)
-        self.event.set()
-
-    def failed_connect(self, reason):
-        self.failed.append(reason)
-        self.event.set()
-
-    def handle_input(self, connection, data):
-        self.data.append(data)
-
-    def handle_close(self, connection, reason):
-        self.closed.append(reason)
-
-    def handle_exception(self, connection, exc):
-        self.exceptions.append(exc)
-
-    def received(self):
-        return b"".join(self.data)
-
-
-def wait_for(predicate, timeout=10.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.002)
 
 
 @pytest.fixture
@@ -95,11 +55,11 @@ def test_ten_mebibytes_echoed_intact(impl):
     client = Recorder()
     try:
         impl.connect(listener.address, client)
-        assert client.event.wait(5)
+        assert client.settled.wait(5)
         client.connection.writelines(payload[i:i + 65536]
                                      for i in range(0, len(payload), 65536))
-        wait_for(lambda: sum(map(len, client.data)) >= len(payload), 30, "echo")
-        assert hashlib.sha256(client.received()).digest() == \
+        wait_for(lambda: sum(map(len, client.inputs)) >= len(payload), 30, "echo")
+        assert hashlib.sha256(client.data).digest() == \
             hashlib.sha256(payload).digest()
         client.connection.close()
     finally:
@@ -115,7 +75,7 @@ def test_three_hundred_concurrent_clients(impl):
         wait_for(lambda: all(c.connection for c in clients), 20, "connects")
         for i, c in enumerate(clients):
             c.connection.write(b"client %d\n" % i)
-        wait_for(lambda: all(c.received() == b"client %d\n" % i
+        wait_for(lambda: all(c.data == b"client %d\n" % i
                              for i, c in enumerate(clients)), 20, "echoes")
         wait_for(lambda: len(listener.connections()) == 300, 5, "accounting")
         for c in clients:
@@ -131,7 +91,7 @@ def test_eight_threads_writing_to_one_connection(impl):
     per_thread, record = 500, 100
     try:
         impl.connect(listener.address, client)
-        assert client.event.wait(5)
+        assert client.settled.wait(5)
         conn = client.connection
 
         def writer(n):
@@ -144,8 +104,8 @@ def test_eight_threads_writing_to_one_connection(impl):
         for t in threads:
             t.join(20)
         total = 8 * per_thread * record
-        wait_for(lambda: sum(map(len, client.data)) >= total, 20, "echo")
-        data = client.received()
+        wait_for(lambda: sum(map(len, client.inputs)) >= total, 20, "echo")
+        data = client.data
         assert len(data) == total
         records = [data[i:i + record] for i in range(0, total, record)]
         for n in range(8):  # never interleaved, in order per thread
@@ -426,9 +386,9 @@ def test_ipv6_echo(impl):
     try:
         assert listener.address[0] == "::1"
         impl.connect(listener.address, client)
-        assert client.event.wait(5) and client.connection
+        assert client.settled.wait(5) and client.connection
         client.connection.write(b"over six")
-        wait_for(lambda: client.received() == b"over six", 5, "echo")
+        wait_for(lambda: client.data == b"over six", 5, "echo")
         assert client.connection.peer_address[:2] == listener.address
         client.connection.close()
     finally:
@@ -442,9 +402,9 @@ def test_unix_socket_echo_and_cleanup(impl, tmp_path):
     try:
         assert listener.address == path and os.path.exists(path)
         impl.connect(path, client)
-        assert client.event.wait(5) and client.connection
+        assert client.settled.wait(5) and client.connection
         client.connection.write(b"local")
-        wait_for(lambda: client.received() == b"local", 5, "echo")
+        wait_for(lambda: client.data == b"local", 5, "echo")
         client.connection.close()
     finally:
         listener.close()
@@ -509,23 +469,23 @@ def test_connect_refused_is_a_readable_failed_connect(impl):
         address = s.getsockname()
     client = Recorder()
     impl.connect(address, client)
-    assert client.event.wait(5)
+    assert client.settled.wait(5)
     assert client.connection is None
-    assert "refused" in str(client.failed[0]).lower()
+    assert "refused" in str(client.failures[0]).lower()
 
 
 def test_connect_to_a_missing_unix_path_fails(impl, tmp_path):
     client = Recorder()
     impl.connect(str(tmp_path / "nobody.sock"), client)
-    assert client.event.wait(5)
-    assert "No such file" in str(client.failed[0])
+    assert client.settled.wait(5)
+    assert "No such file" in str(client.failures[0])
 
 
 def test_connect_to_an_unknown_host_fails(impl):
     client = Recorder()
     impl.connect(("no-such-host.invalid", 80), client)
-    assert client.event.wait(20)
-    assert client.failed
+    assert client.settled.wait(20)
+    assert client.failures
 
 
 def test_handler_without_connect_methods_is_rejected(impl):
@@ -629,11 +589,11 @@ def test_peer_reset_is_a_handle_close(impl):
     try:
         s = socket.create_connection(listener.address, timeout=5)
         s.sendall(b"x")
-        wait_for(lambda: handler.data, 5, "input")
+        wait_for(lambda: handler.inputs, 5, "input")
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         s.close()  # RST
-        wait_for(lambda: handler.closed, 5, "handle_close")
-        assert handler.closed[0]
+        wait_for(lambda: handler.closes, 5, "handle_close")
+        assert handler.closes[0]
     finally:
         listener.close()
 
@@ -652,7 +612,7 @@ def test_writing_into_a_reset_connection_is_a_handle_close(impl):
         wait_for(lambda: conns, 5, "accept")
         s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
         s.close()
-        wait_for(lambda: handler.closed, 5, "handle_close")
+        wait_for(lambda: handler.closes, 5, "handle_close")
         with pytest.raises(ConnectionClosed):
             conns[0].write(b"x" * 100000)
     finally:
@@ -683,8 +643,8 @@ def test_listener_close_stops_connections(impl):
     with socket.create_connection(listener.address, timeout=5) as s:
         wait_for(lambda: listener.connections(), 5, "accept")
         listener.close()
-        wait_for(lambda: handler.closed, 5, "stopped")
-        assert handler.closed == ["stopped"]
+        wait_for(lambda: handler.closes, 5, "stopped")
+        assert handler.closes == ["stopped"]
         assert recv_all(s, 5) == b""
 
 
@@ -794,9 +754,9 @@ def test_module_level_functions_use_the_default_implementation():
     client = Recorder()
     try:
         ngi.net.connect(listener.address, client)
-        assert client.event.wait(5)
+        assert client.settled.wait(5)
         client.connection.write(b"default")
-        wait_for(lambda: client.received() == b"default", 5, "echo")
+        wait_for(lambda: client.data == b"default", 5, "echo")
         client.connection.close()
     finally:
         listener.close()
@@ -965,11 +925,11 @@ def test_pause_reading_stops_input_and_resume_delivers_it(impl):
             else:
                 raise AssertionError("the peer's writes never backed up")
             time.sleep(0.1)
-            assert handler.data == []
+            assert handler.inputs == []
             conn.resume_reading()
             conn.resume_reading()
             assert conn.reading is True
-            wait_for(lambda: sum(map(len, handler.data)) == sent, 10, "delivery")
+            wait_for(lambda: sum(map(len, handler.inputs)) == sent, 10, "delivery")
             conn.close()
     finally:
         listener.close()
@@ -1048,10 +1008,10 @@ def test_a_second_close_stops_what_a_draining_close_left_open(impl):
         wait_for(lambda: listener.connections(), 5, "accept")
         listener.close(lambda l: drained.set())
         time.sleep(0.05)
-        assert not drained.is_set() and handler.closed == []
+        assert not drained.is_set() and handler.closes == []
         listener.close()
         assert drained.wait(5)
-        assert handler.closed == ["stopped"]
+        assert handler.closes == ["stopped"]
 
 
 FORK_SCRIPT = r'''

@@ -18,7 +18,9 @@ import time
 
 import pytest
 
-from ngi import serve
+from ngi import cli, serve
+
+from helpers import wait_for
 
 SERVER_MODULE = textwrap.dedent('''
     """A server for the tests: each message is a command."""
@@ -170,7 +172,7 @@ def serve_args(*extra, bind="127.0.0.1:0"):
     ("unix:relative.sock", "relative.sock"),
 ])
 def test_parse_bind(text, address):
-    assert serve.parse_bind(text) == address
+    assert cli.parse_bind(text) == address
 
 
 @pytest.mark.parametrize("text", [
@@ -178,15 +180,15 @@ def test_parse_bind(text, address):
     "::1:8000", "[::1]8000", "[127.0.0.1]:80", "unix:", "host:-1",
 ])
 def test_parse_bind_refuses(text):
-    with pytest.raises(serve.UsageError, match="invalid address"):
-        serve.parse_bind(text)
+    with pytest.raises(cli.UsageError, match="invalid address"):
+        cli.parse_bind(text)
 
 
 def test_load_server(app, monkeypatch):
     monkeypatch.chdir(app)
     monkeypatch.syspath_prepend(str(app))
-    assert serve.load_server("served:server").__name__ == "Server"
-    assert serve.load_server("served:Server.handle_input")
+    assert cli.load_server("served:server").__name__ == "Server"
+    assert cli.load_server("served:Server.handle_input")
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -199,15 +201,15 @@ def test_load_server(app, monkeypatch):
 ])
 def test_load_server_refuses(app, monkeypatch, spec, message):
     monkeypatch.syspath_prepend(str(app))
-    with pytest.raises(serve.UsageError, match=message):
-        serve.load_server(spec)
+    with pytest.raises(cli.UsageError, match=message):
+        cli.load_server(spec)
 
 
 def test_a_module_that_fails_to_import_shows_its_own_error(tmp_path, monkeypatch):
     (tmp_path / "broken_served.py").write_text("import no_such_dependency\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(ModuleNotFoundError, match="no_such_dependency"):
-        serve.load_server("broken_served:server")
+        cli.load_server("broken_served:server")
 
 
 def test_raise_open_file_limit():
@@ -356,10 +358,8 @@ def test_a_crashed_worker_is_restarted(app):
             assert doomed.recv(100) == b""
         served.wait_for("exited with status 3; restarting it")
         served.wait_for("started", timeout=20)
-        deadline = time.monotonic() + 20
-        while served.count("started (pid") < 3:
-            assert time.monotonic() < deadline, served.log
-            time.sleep(0.05)
+        wait_for(lambda: served.count("started (pid") >= 3, 20,
+                 lambda: f"a third worker start in:\n{served.log}")
         # Every connection is still served: by the survivor, or by the
         # new worker once it is up (SO_REUSEPORT keeps the dead one's queue).
         for _ in range(20):
@@ -386,10 +386,8 @@ def test_workers_stop_accepting_then_drain(app):
         served.process.send_signal(signal.SIGTERM)
         served.wait_for("stopping 2 workers")
         served.wait_for("1 connections open")
-        deadline = time.monotonic() + 20
-        while served.count("connections open") < 2:  # both workers stopping
-            assert time.monotonic() < deadline, served.log
-            time.sleep(0.01)
+        wait_for(lambda: served.count("connections open") >= 2, 20,  # both workers
+                 lambda: f"both workers stopping in:\n{served.log}")
         with pytest.raises(OSError):
             ask(served.address, b"new", timeout=2)
         client.sendall(b"still open")

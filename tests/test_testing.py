@@ -20,48 +20,14 @@ import pytest
 import ngi.testing
 from ngi.interfaces import ConnectionClosed, ConnectionFailed
 
+from helpers import InputOnly, Recorder
+
 _counter = itertools.count()
 
 
 def address():
     """An address no other test uses."""
     return ("test_testing", next(_counter))
-
-
-class Recorder:
-    """A connection handler that records its calls."""
-
-    def __init__(self):
-        self.events = []
-
-    def handle_input(self, connection, data):
-        self.events.append(("input", data))
-
-    def handle_close(self, connection, reason):
-        self.events.append(("close", reason))
-
-    def handle_exception(self, connection, exception):
-        self.events.append(("exception", exception))
-
-    @property
-    def inputs(self):
-        return [data for kind, data in self.events if kind == "input"]
-
-    @property
-    def closes(self):
-        return [reason for kind, reason in self.events if kind == "close"]
-
-    @property
-    def exceptions(self):
-        return [exc for kind, exc in self.events if kind == "exception"]
-
-
-class InputOnly:
-    def __init__(self):
-        self.inputs = []
-
-    def handle_input(self, connection, data):
-        self.inputs.append(data)
 
 
 class Client:
@@ -513,7 +479,9 @@ class Server:
         self.handlers.append(handler)
 
 
-class Echo(Recorder):
+class UpperEcho(Recorder):
+    """Records, and writes back what it gets in upper case."""
+
     def handle_input(self, connection, data):
         super().handle_input(connection, data)
         connection.write(data.upper())
@@ -521,7 +489,7 @@ class Echo(Recorder):
 
 def test_connect_reaches_a_listener_synchronously():
     where = address()
-    server = Server(Echo)
+    server = Server(UpperEcho)
     listener = ngi.testing.listener(where, server)
     try:
         assert listener.address == where
@@ -566,7 +534,7 @@ def test_a_bound_address_is_busy():
 
 
 def test_anonymous_listener(capsys):
-    server = Server(Echo)
+    server = Server(UpperEcho)
     listener = ngi.testing.listener(server)
     try:
         connection = listener.connect()  # the client end, printing
@@ -663,7 +631,7 @@ def test_server_exception_is_printed_and_closes_that_connection(capsys):
         calls.append(connection)
         if len(calls) == 1:
             raise ValueError("server bug")
-        connection.set_handler(Echo())
+        connection.set_handler(UpperEcho())
 
     listener = ngi.testing.listener(server)
     try:
@@ -787,7 +755,7 @@ def test_connectable_comes_before_a_listener():
 
 def test_peer_always_reaches_its_server():
     where = address()
-    server = Server(Echo)
+    server = Server(UpperEcho)
     connector = ngi.testing.peer(where, server)
     one, two = Client(), Client()
     connector(where, one)
@@ -983,7 +951,7 @@ def test_deferred_writes_wait_for_pump():
 
 def test_pump_delivers_one_hop_at_a_time():
     network = ngi.testing.Network(deferred=True)
-    server = Server(Echo)
+    server = Server(UpperEcho)
     listener = network.listener("echo", server)
     client = Client()
     network.connect("echo", client)

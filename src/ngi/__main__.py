@@ -12,6 +12,7 @@ import pathlib
 import sys
 
 import ngi
+from ngi import cli
 
 VERSION = f"ngi {ngi.__version__}"
 DEFAULT_ECHO_BIND = "127.0.0.1:8000"
@@ -37,8 +38,8 @@ def _setup_logging(level="info"):
 
 # -- commands ------------------------------------------------------------------
 
-class Echo:
-    """The handler of ``ngi echo``: every byte received is sent back."""
+class _Echo:
+    """The server of ``ngi echo``: every byte received is sent back."""
 
     def __init__(self, connection):
         connection.set_handler(self)
@@ -54,12 +55,12 @@ def echo(args) -> int:
     """An echo server; stopping it closes open connections at once."""
     from ngi import serve
     try:
-        address = serve.parse_bind(args.bind)
-    except serve.UsageError as e:
+        address = cli.parse_bind(args.bind)
+    except cli.UsageError as e:
         return _fail("ngi echo", e)
     _setup_logging()
     try:
-        return serve.serve(Echo, address, grace=0)
+        return serve.serve(_Echo, address, grace=0)
     except OSError as e:
         print(f"ngi echo: cannot listen on {args.bind}: {e}", file=sys.stderr)
         return 1
@@ -74,9 +75,9 @@ def serve_command(args) -> int:
     if args.grace < 0:
         return _fail(prog, f"--grace must not be negative, not {args.grace}")
     try:
-        address = serve.parse_bind(args.bind)
-        server = serve.load_server(args.server)
-    except serve.UsageError as e:
+        address = cli.parse_bind(args.bind)
+        server = cli.load_server(args.server)
+    except cli.UsageError as e:
         return _fail(prog, e)
     _setup_logging(args.log_level)
     try:
@@ -179,7 +180,7 @@ def make_parser():
                    help="on SIGTERM/SIGINT, how long open connections may "
                         "take to finish (default 30)")
     p.add_argument("--log-level", default="info", metavar="LEVEL",
-                   type=str.lower, choices=_log_levels(),
+                   type=str.lower, choices=cli.LOG_LEVELS,
                    help="debug, info, warning, error or critical (default info)")
     p.add_argument("--shared-socket", action="store_true",
                    help="with --workers, accept from one inherited socket "
@@ -189,11 +190,6 @@ def make_parser():
     command("bench", None, "run the benchmark suite (benchmarks/run.py)")
     command("demo", demo, "a word-count server and client talking in memory")
     return parser
-
-
-def _log_levels():
-    from ngi.serve import LOG_LEVELS
-    return LOG_LEVELS
 
 
 def main(argv=None) -> int:

@@ -18,87 +18,24 @@ for up to ``grace`` seconds (``listener.close(handler)``), then exits 0.
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import resource
 import signal
 import socket
-import sys
 import threading
 import time
 
+import ngi._unixpath
 import ngi.net
 
-__all__ = ["parse_bind", "load_server", "raise_open_file_limit", "serve",
-           "LOG_LEVELS"]
+__all__ = ["raise_open_file_limit", "serve"]
 
 logger = logging.getLogger("ngi.serve")
 
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _QUICK_CRASH = 1.0   # a worker that dies younger than this is restarted late
 _KILL_MARGIN = 5     # seconds past the grace before stragglers are killed
-
-
-class UsageError(ValueError):
-    """A bad command-line value: reported in one line, exit status 2."""
-
-
-def parse_bind(text):
-    """Turn ``HOST:PORT``, ``[V6HOST]:PORT`` or ``unix:PATH`` into an NGI address.
-
-    An empty host (``:8000``) means every IPv4 interface.
-    """
-    if text.startswith("unix:"):
-        path = text[len("unix:"):]
-        if not path:
-            raise UsageError(f"invalid address {text!r}: unix:PATH needs a path")
-        return path
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-        if not sep or ":" not in host:
-            raise UsageError(f"invalid address {text!r}: expected [V6HOST]:PORT")
-    else:
-        host, sep, port = text.rpartition(":")
-        if not sep or ":" in host:
-            raise UsageError(f"invalid address {text!r}: expected HOST:PORT, "
-                             "[V6HOST]:PORT or unix:PATH")
-    if not port.isdigit() or int(port) > 65535:
-        raise UsageError(f"invalid address {text!r}: the port must be a "
-                         "number in 0..65535")
-    return (host, int(port))
-
-
-def load_server(spec):
-    """Import ``MODULE:NAME`` (NAME may be dotted) and return the callable.
-
-    The current directory is searched first, as ``python -m`` would.
-    """
-    module_name, sep, name = spec.partition(":")
-    if not sep or not module_name or not name:
-        raise UsageError(f"invalid server {spec!r}: expected MODULE:SERVER, "
-                         "for example examples.echo:Echo")
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        # Only the named module missing is a usage error; a module that
-        # fails to import something itself shows its traceback.
-        if e.name is None or not (module_name + ".").startswith(e.name + "."):
-            raise
-        raise UsageError(f"cannot import {module_name!r}: {e}") from None
-    server = module
-    for part in name.split("."):
-        try:
-            server = getattr(server, part)
-        except AttributeError:
-            raise UsageError(f"{module_name!r} has no {name!r}") from None
-    if not callable(server):
-        raise UsageError(f"{spec} is not callable: a server is a callable "
-                         "taking a connection")
-    return server
 
 
 def raise_open_file_limit():
@@ -283,10 +220,7 @@ class _Supervisor:
         for sock in set(self.sockets):
             sock.close()
         if isinstance(self.address, str) and self.sockets:
-            try:
-                os.unlink(self.address)
-            except OSError:
-                pass
+            ngi._unixpath.release(self.address)
         self.sockets = []
 
     def _start(self, slot):

@@ -6,12 +6,16 @@ Sets its soft descriptor limit to LIMIT, listens on a free port, prints
 the port, and serves for SECONDS (then exits by itself).
 """
 import logging
+import os
 import resource
 import sys
 
 import ngi.net
-from ngi.__main__ import Echo  # the `ngi echo` handler
 from ngi.interfaces import Timeout
+
+# Run as a script: tests/ is not on the path yet.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from helpers import Echo  # noqa: E402
 
 
 def main():

@@ -9,6 +9,8 @@ import time
 
 import ngi.net
 
+from helpers import wait_for
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 RST = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 seconds: close sends RST
 
@@ -70,7 +72,9 @@ def test_accept_out_of_descriptors_rests_then_recovers():
     assert "Too many open files" in err
 
 
-class Recorder:
+class MebibyteReplier:
+    """A server answering any input with 1 MiB, recording the closes."""
+
     def __init__(self, closes):
         self.closes = closes
 
@@ -88,7 +92,7 @@ class Recorder:
 def test_reset_storm_leaves_the_server_and_other_connections_well():
     impl = ngi.net.Implementation(name="ngi-stress-rst")
     closes = []
-    listener = impl.listener(None, Recorder(closes))
+    listener = impl.listener(None, MebibyteReplier(closes))
     fds_before = len(os.listdir("/proc/self/fd"))
     try:
         with socket.create_connection(listener.address, timeout=10) as steady:
@@ -102,10 +106,7 @@ def test_reset_storm_leaves_the_server_and_other_connections_well():
                     s.recv(1000)
                     mid_transfer += 1
                 s.close()  # even ones: reset right after connecting
-            deadline = time.monotonic() + 30
-            while len(closes) < mid_transfer and time.monotonic() < deadline:
-                time.sleep(0.01)
-            assert len(closes) >= mid_transfer
+            wait_for(lambda: len(closes) >= mid_transfer, 30, "the closes")
             assert all(str(reason) for reason in closes)
             assert any("reset" in str(r).lower() or "pipe" in str(r).lower()
                        for r in closes)
@@ -116,10 +117,7 @@ def test_reset_storm_leaves_the_server_and_other_connections_well():
             while total < (1 << 20):
                 total += len(steady.recv(1 << 20))
             assert total == 1 << 20
-        deadline = time.monotonic() + 10
-        while listener.connections() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert not listener.connections()
+        wait_for(lambda: not listener.connections(), 10, "the server's closes")
     finally:
         listener.close()
         impl.wait(10)
