@@ -51,7 +51,7 @@ class _Echo:
         pass
 
 
-def echo(args) -> int:
+def echo(args: argparse.Namespace) -> int:
     """An echo server; stopping it closes open connections at once."""
     from ngi import serve
     try:
@@ -66,7 +66,7 @@ def echo(args) -> int:
         return 1
 
 
-def serve_command(args) -> int:
+def serve_command(args: argparse.Namespace) -> int:
     """Run MODULE:SERVER until SIGTERM/SIGINT."""
     from ngi import serve
     prog = "ngi serve"
@@ -88,7 +88,7 @@ def serve_command(args) -> int:
         return 1
 
 
-def demo(args) -> int:
+def demo(args: argparse.Namespace) -> int:
     """A word-count server and client talking through ngi.testing."""
     from ngi.demo import run_demo
     run_demo(print)
@@ -116,7 +116,7 @@ def find_benchmarks():
     return None
 
 
-def bench(argv) -> int:
+def bench(argv: list[str]) -> int:
     run = find_benchmarks()
     if argv[:1] in (["-h"], ["--help"]):
         print(BENCH_HELP)
@@ -133,8 +133,9 @@ def bench(argv) -> int:
     return _run_benchmarks(run, argv)
 
 
-def _run_benchmarks(run, argv) -> int:
+def _run_benchmarks(run: pathlib.Path, argv: list[str]) -> int:
     spec = importlib.util.spec_from_file_location("ngi_benchmarks_run", run)
+    assert spec is not None and spec.loader is not None, run
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses and pickle look it up
     sys.path.insert(0, str(run.parent))  # for its own sibling imports
@@ -192,7 +193,7 @@ def make_parser():
     return parser
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     # One descriptor a connection: every command may need many.
     from ngi.serve import raise_open_file_limit
