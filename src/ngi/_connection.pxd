@@ -57,6 +57,7 @@ cdef class Connection(Watcher):
     cdef int flush(self) except -1
     cdef int pull(self, object iterator) except -1
     cdef inline void add_queued(self, Py_ssize_t delta) noexcept
+    cdef inline int watch_writable(self, bint on) except -1
     # Flow control.
     cdef int check_limits(self) except -1
     # Telling the application.

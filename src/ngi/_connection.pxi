@@ -18,6 +18,7 @@ cdef Connection new_connection(Loop loop, int fd, bint nodelay):
     cdef Connection c = Connection.__new__(Connection)
     c.fd = fd
     c.loop = loop
+    ngi_socket_setup(fd)
     if nodelay:
         set_nodelay(fd)
     return c
@@ -147,19 +148,26 @@ cdef class Connection(Watcher):
         # chance to act on it.  Errors surface in send or recv.
         if self.state == LINGERING:
             return self.discard_input()
-        if events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR):
+        if events & (NGI_RDHUP | NGI_HUP | NGI_ERR):
             self.flags |= F_HUNGUP
         if self.queue is not None:
             self.flush()
             if self.fd < 0:
                 return 0
-        if events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR):
+        if events & (NGI_IN | NGI_RDHUP | NGI_HUP | NGI_ERR):
             # Not on a writable-only edge: that recv would find nothing.
             if self.reading_now():
                 self.read()
             else:
                 self.flags |= F_MISSED  # no handler yet, or paused
         return 0
+
+    cdef int on_error(self, uint32_t events, int err) except -1:
+        # The reset or error itself: the recv that follows would only see
+        # EOF once the poller has taken the error out of the socket.
+        if self.state == LINGERING:
+            return self.lose(None)
+        return self.lose(os_error(err))
 
     cdef int read(self) except -1:
         cdef ssize_t n
@@ -260,7 +268,7 @@ cdef class Connection(Watcher):
         """Send at once (nothing is queued); queue whatever the kernel refused."""
         cdef Py_ssize_t size = PyBytes_GET_SIZE(data)
         cdef ssize_t n = send(self.fd, PyBytes_AS_STRING(data), size,
-                              MSG_NOSIGNAL)
+                              NGI_SEND_FLAGS)
         if n == size:
             return 0
         # Queue the rest.  When the kernel is full (a short send, EAGAIN) an
@@ -271,12 +279,21 @@ cdef class Connection(Watcher):
             if errno != EAGAIN:
                 self.mark_ready()
             n = 0
+        self.watch_writable(True)
         self.queue = [data]
         self.head = 0
         self.offset = n
         self.add_queued(size - n)
         if self.queued > atomic_get(&self.high):
             self.check_limits()
+        return 0
+
+    cdef inline int watch_writable(self, bint on) except -1:
+        """Where the poller watches writability only on demand (kqueue),
+        watch it while data waits for the kernel; a no-op with epoll."""
+        if NGI_WRITE_ON_DEMAND and self.fd >= 0 and on != ((self.mask & NGI_OUT) != 0):
+            self.loop.set_interest(self, (self.mask | NGI_OUT) if on
+                                   else (self.mask & ~NGI_OUT))
         return 0
 
     cdef int enqueue(self, object item) except -1:
@@ -335,7 +352,7 @@ cdef class Connection(Watcher):
             memset(&msg, 0, sizeof(msg))
             msg.msg_iov = iov
             msg.msg_iovlen = cnt
-            n = sendmsg(self.fd, &msg, MSG_NOSIGNAL)
+            n = sendmsg(self.fd, &msg, NGI_SEND_FLAGS)
             if n < 0:
                 if errno == EINTR:
                     continue
@@ -370,8 +387,11 @@ cdef class Connection(Watcher):
                 break
         if self.queue is None:
             self.head = self.offset = 0
+            self.watch_writable(False)
             if self.state == FLUSHING:
                 return self.send_fin()
+        elif blocked:
+            self.watch_writable(True)
         if self.flags & F_WPAUSED:
             self.check_limits()
             if self.fd < 0:
@@ -520,6 +540,7 @@ cdef class Connection(Watcher):
         if not self.at_risk():
             return self.lose(None)
         self.set_state(LINGERING)
+        self.watch_writable(True)  # the peer's acknowledgements end it
         self.forget_control()  # the listener is done with it
         self.discard_input()
         if self.state == LINGERING:
@@ -537,27 +558,29 @@ cdef class Connection(Watcher):
         uploading would be lost (asyncio loses it).  Nothing is at risk
         once the peer has acknowledged all we sent and no input waits, nor
         on Unix sockets, where the data is already in the peer's queue.
+        Where the platform cannot count unacknowledged bytes
+        (`ngi_unsent` is -1), only unread input puts a reply at risk.
         """
-        cdef int n = 0, domain = 0
-        cdef socklen_t length = sizeof(domain)
-        if (ioctl(self.fd, SIOCOUTQ, &n) == 0 and n == 0
-                and ioctl(self.fd, SIOCINQ, &n) == 0 and n == 0):
+        cdef sockaddr_storage ss
+        cdef socklen_t length = sizeof(ss)
+        cdef int unsent = ngi_unsent(self.fd)
+        if unsent <= 0 and ngi_unread(self.fd) == 0:
             return False
-        if getsockopt(self.fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0:
-            return domain == AF_INET or domain == AF_INET6
+        if getsockname(self.fd, <sockaddr *>&ss, &length) == 0:
+            return ss.ss_family == AF_INET or ss.ss_family == AF_INET6
         return True
 
     cdef int discard_input(self) except -1:
         """LINGERING: drop input; -> CLOSED at the peer's EOF, an error, or
         once the peer has acknowledged everything."""
         cdef ssize_t n
-        cdef int i, unacked = 0
+        cdef int i
         for i in range(READS_PER_EVENT):
             n = recv(self.fd, self.loop.buf, self.loop.bufsize, 0)
             if n > 0 or (n < 0 and errno == EINTR):
                 continue
             if n < 0 and errno == EAGAIN:
-                if ioctl(self.fd, SIOCOUTQ, &unacked) == 0 and unacked == 0:
+                if ngi_unsent(self.fd) == 0:
                     return self.lose(None)  # the peer has all of it
                 return 0
             return self.lose(None)  # the peer's EOF, or an error: done

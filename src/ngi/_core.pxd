@@ -5,7 +5,8 @@
 # (_x.pxi) by _core.pyx.  Calls between them stay direct C calls.
 #
 #   _system.pxd      the C library, kernel and compiler facilities used
-#   _poller.pxd/.pxi the readiness poller (epoll) and the waker (eventfd)
+#   _platform.h      the poller (epoll or kqueue), the waker, socket twins
+#   _poller.pxd/.pxi the poller and the waker, as the loop sees them
 #   _loop.pxd/.pxi   watchers, timers, the loop, cross-thread operations
 #   _connection.pxd/.pxi  the stream connection and its state machine
 #   _endpoints.pxd/.pxi   listeners, connectors, UDP endpoints

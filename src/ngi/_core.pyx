@@ -6,10 +6,10 @@ _poller.pxi, _loop.pxi, _connection.pxi, _endpoints.pxi, with small shared
 helpers in _helpers.pxi.  Choices, and why:
 
 * **Connections are edge-triggered, registered once.**  A connection is
-  added to epoll when it is created, for input, output and hang-up, with
-  EPOLLET, and never modified: no epoll_ctl when a write has to wait, and
-  no re-poll of every socket that was ready in the previous pass, as level
-  triggering does.  The price is that an edge, once reported, never comes
+  added to the poller when it is created, for input, output and hang-up,
+  edge-triggered (EPOLLET, kqueue's EV_CLEAR), and never modified: no
+  system call when a write has to wait, and no re-poll of every socket
+  that was ready in the previous pass, as level triggering does.  The price is that an edge, once reported, never comes
   back, so the core keeps its own list of connections that may still have
   work (`Loop.ready`): one that stopped reading at the per-pass bound (so
   one busy peer cannot starve the rest), one that just got its handler or
@@ -37,8 +37,12 @@ helpers in _helpers.pxi.  Choices, and why:
   what they read of the loop's state (a connection's state, its queued
   bytes, the loop's activity) the loop writes atomically: nothing relies
   on the GIL, the groundwork for free-threaded CPython.
-* **SIGPIPE.**  Every send uses MSG_NOSIGNAL; a broken pipe is an EPIPE that
-  becomes a `handle_close`.
+* **SIGPIPE.**  Every send uses MSG_NOSIGNAL (SO_NOSIGPIPE on each socket
+  where that flag is missing); a broken pipe is an EPIPE that becomes a
+  `handle_close`.
+* **One poller interface.**  epoll or kqueue, the waker and the socket
+  calls that differ between platforms are behind _platform.h, chosen when
+  the core is built; `POLLER` names the one compiled in.
 * **Nothing written is lost to a close.**  The peer's EOF ends input, not
   output: what was queued is still sent.  Our own close sends a FIN, then,
   if a TCP reset could still destroy data on its way (input unread, data
@@ -57,7 +61,7 @@ from libc.errno cimport (
 from libc.string cimport memcpy, memset, strerror, strlen
 from posix.fcntl cimport F_GETFL, F_SETFL, O_NONBLOCK, fcntl
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
-from posix.unistd cimport close as c_close, read as c_read, write as c_write
+from posix.unistd cimport close as c_close
 
 import heapq
 import logging
@@ -65,9 +69,9 @@ import logging
 from ngi import _rules, _unixpath
 from ngi.interfaces import ConnectionClosed
 
-# The poller's events a test can ask for (epoll's values).
-EVENT_READ = EPOLLIN
-EVENT_WRITE = EPOLLOUT
+# The poller's events a test can ask for (the loop's vocabulary).
+EVENT_READ = NGI_IN
+EVENT_WRITE = NGI_OUT
 
 cdef enum:
     MAX_IOV = 64              # buffers gathered into one sendmsg
@@ -78,8 +82,10 @@ cdef enum:
     PULL_ITEMS = 1024         # items pulled from a writelines iterator per round
     FLUSH_ROUNDS = 16         # sendmsg rounds per writable event
 
-# How a connection is registered, once, for its whole life.
-cdef uint32_t CONNECTION_EVENTS = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET
+# How a connection is registered, once, for its whole life (with kqueue,
+# the write filter comes and goes: see watch_writable).
+cdef uint32_t CONNECTION_EVENTS = (
+    NGI_IN | NGI_RDHUP | NGI_ET | (0 if NGI_WRITE_ON_DEMAND else NGI_OUT))
 
 # The write-buffer marks a connection starts with (the contract's, in _rules).
 cdef Py_ssize_t DEFAULT_HIGH = _rules.DEFAULT_HIGH

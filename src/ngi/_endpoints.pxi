@@ -21,7 +21,7 @@ cdef class Listener(Watcher):
             self.stop_all()
         elif op == OP_RESUME_ACCEPT:
             if self.accepting and self.fd >= 0:
-                self.loop.set_interest(self, EPOLLIN)
+                self.loop.set_interest(self, NGI_IN)
         else:
             Watcher.perform(self, op, arg)
         return 0
@@ -36,8 +36,7 @@ cdef class Listener(Watcher):
             if not self.accepting:
                 return 0
             length = sizeof(ss)
-            fd = accept4(self.fd, <sockaddr *>&ss, &length,
-                         SOCK_NONBLOCK | SOCK_CLOEXEC)
+            fd = ngi_accept(self.fd, <sockaddr *>&ss, &length)
             if fd < 0:
                 err = errno
                 if err == EAGAIN:
@@ -149,13 +148,19 @@ cdef class Connector(Watcher):
     """A socket whose connect is under way; becomes a `Connection`."""
 
     cdef int on_event(self, uint32_t events) except -1:
-        cdef int err = 0, fd = self.fd
+        cdef int err = 0
         cdef socklen_t length = sizeof(err)
+        if getsockopt(self.fd, SOL_SOCKET, SO_ERROR, &err, &length) < 0:
+            err = errno
+        return self.on_error(events, err)
+
+    cdef int on_error(self, uint32_t events, int err) except -1:
+        """The connect's outcome: `err` is 0 when it succeeded."""
+        cdef int fd = self.fd
+        cdef socklen_t length
         cdef Loop loop = self.loop
         cdef Connection c
         cdef sockaddr_storage ss
-        if getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &length) < 0:
-            err = errno
         handler, self.handler = self.handler, None
         if err:
             loop.detach(self)
@@ -165,13 +170,11 @@ cdef class Connector(Watcher):
                 loop.report("failed_connect", e)
             return 0
         # Hand the descriptor over to a Connection: still one active thing.
-        loop.set_interest(self, 0)
-        self.fd = -1
         c = new_connection(loop, fd, self.nodelay)
         length = sizeof(ss)
         if getpeername(fd, <sockaddr *>&ss, &length) == 0:
             keep_peer(c, <sockaddr *>&ss, length)
-        loop.set_interest(c, CONNECTION_EVENTS)
+        loop.hand_over(self, c, CONNECTION_EVENTS)
         try:
             handler.connected(c)
         except Exception as e:

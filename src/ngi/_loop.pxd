@@ -37,6 +37,7 @@ cdef class Watcher:
     cdef uint32_t mask           # the events registered for, 0 if none
     cdef Loop loop               # set before the watcher is shared
     cdef int on_event(self, uint32_t events) except -1
+    cdef int on_error(self, uint32_t events, int err) except -1
     cdef int perform(self, int op, object arg) except -1
 
 
@@ -89,6 +90,7 @@ cdef class Loop:
     # Watchers.
     cdef int count(self, Py_ssize_t delta) except -1
     cdef int set_interest(self, Watcher w, uint32_t mask) except -1
+    cdef int hand_over(self, Watcher old, Watcher new, uint32_t mask) except -1
     cdef int attach(self, Watcher w, uint32_t mask) except -1
     cdef int detach(self, Watcher w) except -1
     cdef int run_ready(self) except -1

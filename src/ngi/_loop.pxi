@@ -20,6 +20,11 @@ cdef class Watcher:
     cdef int on_event(self, uint32_t events) except -1:
         return 0
 
+    cdef int on_error(self, uint32_t events, int err) except -1:
+        """An event that carries the socket's error (kqueue's EV_EOF or
+        EV_ERROR), which a later call on the socket may no longer see."""
+        return self.on_event(events)
+
     cdef int perform(self, int op, object arg) except -1:
         raise AssertionError(f"{type(self).__name__} cannot perform op {op}")
 
@@ -59,9 +64,8 @@ cdef class Loop:
         if self.buf == NULL:
             raise MemoryError()
         self.bufsize = bufsize
-        self.poller = EpollPoller(capacity)
-        self.waker = Waker()
-        self.poller.add(self.waker.fd, EPOLLIN, 0)
+        self.poller = Poller(capacity)
+        self.waker = Waker(self.poller)
         self.pending = []
         self.ready = []
         self.watchers = set()
@@ -110,7 +114,7 @@ cdef class Loop:
         atomic_store_int(&self.wake_pending, 1)
         PyThread_release_lock(self.lock)
         if wake:
-            self.waker.wake()
+            self.waker.signal()
         return 0
 
     cdef int here_or_soon(self, int op, object receiver, object arg) except -1:
@@ -236,8 +240,21 @@ cdef class Loop:
             self.poller.add(w.fd, mask, <uint64_t><void *>w)
             self.watchers.add(w)
         else:
-            self.poller.modify(w.fd, mask, <uint64_t><void *>w)
+            self.poller.modify(w.fd, w.mask, mask, <uint64_t><void *>w)
         w.mask = mask
+        return 0
+
+    cdef int hand_over(self, Watcher old, Watcher new, uint32_t mask) except -1:
+        """Give `old`'s registered descriptor to `new`, watched for `mask`:
+        one change of the registration instead of a removal and an add
+        (which libkqueue does not survive for a descriptor it has just
+        forgotten: later events of the new one are dropped as stale)."""
+        self.poller.modify(old.fd, old.mask, mask, <uint64_t><void *>new)
+        self.watchers.discard(old)
+        self.graveyard.append(old)  # this pass's events may still name it
+        new.fd, new.mask = old.fd, mask
+        old.fd, old.mask = -1, 0
+        self.watchers.add(new)
         return 0
 
     cdef int attach(self, Watcher w, uint32_t mask) except -1:
@@ -265,7 +282,7 @@ cdef class Loop:
         for c in batch:
             c.flags &= ~F_READY
             if c.fd >= 0:
-                c.on_event(EPOLLIN | EPOLLOUT)  # whatever it may have to do
+                c.on_event(NGI_IN | NGI_OUT)  # whatever it may have to do
             if self.failure is not None:
                 break
         return 0
@@ -285,6 +302,7 @@ cdef class Loop:
         cdef Py_ssize_t me = <Py_ssize_t>PyThread_get_thread_ident()
         cdef int n, i, ms
         cdef uint64_t token
+        cdef int err
         cdef Watcher w
         if atomic_get(&self.thread_id) != 0:
             raise RuntimeError("this loop is already running")
@@ -316,7 +334,11 @@ cdef class Loop:
                         self.waker.drain()
                         continue
                     w = <Watcher><void *>token
-                    if w.fd >= 0:
+                    if w.fd < 0:
+                        pass
+                    elif (err := self.poller.error_at(i)) != 0:
+                        w.on_error(self.poller.events_at(i), err)
+                    else:
                         w.on_event(self.poller.events_at(i))
                     if self.failure is not None:
                         break
@@ -372,7 +394,7 @@ cdef class Loop:
         l.address = address
         l.unix_path = unix_path
         l.adopt = adopt
-        self.attach(l, EPOLLIN)
+        self.attach(l, NGI_IN)
         return l
 
     def connector(self, int fd, handler, bint nodelay=False):
@@ -383,7 +405,7 @@ cdef class Loop:
         c.loop = self
         c.handler = handler
         c.nodelay = nodelay
-        self.attach(c, EPOLLOUT)
+        self.attach(c, NGI_OUT)
         return c
 
     def udp_listener(self, int fd, handler, Py_ssize_t buffer_size,
@@ -403,5 +425,5 @@ cdef class Loop:
         u.address = address
         u.unix_path = unix_path
         u.sender = sender
-        self.attach(u, EPOLLIN)
+        self.attach(u, NGI_IN)
         return u

@@ -1,8 +1,8 @@
 # What the core uses of the C library, the kernel and the compiler.
 #
-# Included by _core.pxd: part of the one extension module ngi._core.  This
-# is where a platform's twin of a Linux-only call goes (kqueue for epoll,
-# accept + fcntl for accept4, ...).
+# Included by _core.pxd: part of the one extension module ngi._core.  What
+# differs between platforms (epoll or kqueue, accept4, MSG_NOSIGNAL, the
+# socket queue sizes) is behind _platform.h, declared last.
 
 from libc.stdint cimport uint32_t, uint64_t
 from posix.uio cimport iovec
@@ -34,40 +34,6 @@ cdef extern from *:
     bint atomic_cas_int "ngi_cas_int"(int *p, int expected, int desired) nogil
 
 
-cdef extern from "<sys/epoll.h>" nogil:
-    ctypedef union epoll_data_t:
-        void *ptr
-        int fd
-        uint32_t u32
-        uint64_t u64
-
-    cdef struct epoll_event:
-        uint32_t events
-        epoll_data_t data
-
-    int epoll_create1(int flags)
-    int epoll_ctl(int epfd, int op, int fd, epoll_event *event)
-    int epoll_wait(int epfd, epoll_event *events, int maxevents, int timeout)
-    enum:
-        EPOLL_CLOEXEC
-        EPOLL_CTL_ADD
-        EPOLL_CTL_MOD
-        EPOLL_CTL_DEL
-        EPOLLIN
-        EPOLLOUT
-        EPOLLERR
-        EPOLLHUP
-        EPOLLRDHUP
-        EPOLLET
-
-
-cdef extern from "<sys/eventfd.h>" nogil:
-    int eventfd(unsigned int initval, int flags)
-    enum:
-        EFD_NONBLOCK
-        EFD_CLOEXEC
-
-
 cdef extern from "<sys/socket.h>" nogil:
     ctypedef unsigned int socklen_t
     ctypedef unsigned short sa_family_t
@@ -92,10 +58,10 @@ cdef extern from "<sys/socket.h>" nogil:
     ssize_t recv(int fd, void *buf, size_t n, int flags)
     ssize_t recvfrom(int fd, void *buf, size_t n, int flags,
                      sockaddr *addr, socklen_t *addrlen)
-    int accept4(int fd, sockaddr *addr, socklen_t *addrlen, int flags)
     int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
     int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
     int getpeername(int fd, sockaddr *addr, socklen_t *len)
+    int getsockname(int fd, sockaddr *addr, socklen_t *len)
     int shutdown(int fd, int how)
     enum:
         AF_INET
@@ -103,21 +69,7 @@ cdef extern from "<sys/socket.h>" nogil:
         AF_UNIX
         SOL_SOCKET
         SO_ERROR
-        SO_DOMAIN
         SHUT_WR
-        MSG_NOSIGNAL
-        SOCK_NONBLOCK
-        SOCK_CLOEXEC
-
-
-cdef extern from "<sys/ioctl.h>" nogil:
-    int ioctl(int fd, unsigned long request, ...)
-
-
-cdef extern from "<linux/sockios.h>" nogil:
-    enum:
-        SIOCINQ   # bytes received and not yet read
-        SIOCOUTQ  # bytes sent and not yet acknowledged, or not yet sent
 
 
 cdef extern from "<netinet/in.h>" nogil:
@@ -163,3 +115,47 @@ cdef extern from "<sys/un.h>" nogil:
 
 cdef extern from "<stddef.h>" nogil:
     size_t offsetof_sun_path "offsetof(struct sockaddr_un, sun_path)"
+
+
+cdef extern from "_platform.h" nogil:
+    # The poller, the waker and the platform's socket twins (see the file).
+    const char *NGI_POLLER_NAME
+    enum:
+        NGI_IN
+        NGI_OUT
+        NGI_ERR
+        NGI_HUP
+        NGI_RDHUP
+        NGI_ET
+        NGI_SEND_FLAGS
+        NGI_WRITE_ON_DEMAND
+        NGI_UNKNOWN
+
+    ctypedef struct ngi_poller:
+        int fd
+        int capacity
+    int ngi_poller_open(ngi_poller *p, int capacity)
+    void ngi_poller_close(ngi_poller *p)
+    void ngi_poller_free(ngi_poller *p)
+    int ngi_poller_add(ngi_poller *p, int fd, uint32_t events, uint64_t token)
+    int ngi_poller_modify(ngi_poller *p, int fd, uint32_t old, uint32_t events,
+                          uint64_t token)
+    int ngi_poller_remove(ngi_poller *p, int fd)
+    int ngi_poller_wait(ngi_poller *p, int timeout_ms)
+    uint64_t ngi_event_token(const ngi_poller *p, int i)
+    uint32_t ngi_event_bits(const ngi_poller *p, int i)
+    int ngi_event_error(const ngi_poller *p, int i)
+
+    ctypedef struct ngi_waker:
+        int rfd
+        int wfd
+        int kq
+    int ngi_waker_open(ngi_waker *w, ngi_poller *p)
+    void ngi_waker_wake(ngi_waker *w)
+    int ngi_waker_drain(ngi_waker *w)
+    void ngi_waker_close(ngi_waker *w)
+
+    void ngi_socket_setup(int fd)
+    int ngi_accept(int fd, sockaddr *addr, socklen_t *addrlen)
+    int ngi_unread(int fd)
+    int ngi_unsent(int fd)

@@ -9,9 +9,12 @@ that dies.  The workers share the port in one of two ways:
   connections over them.  A worker's socket outlives the worker, so
   connections that arrive while it is being restarted wait in its backlog
   instead of being refused.
-* one shared socket (Unix-domain addresses, systems without
-  ``SO_REUSEPORT``, or ``shared_socket=True``): every worker accepts from
-  the same inherited listening socket.
+* one shared socket (Unix-domain addresses, systems other than Linux, or
+  ``shared_socket=True``): every worker accepts from the same inherited
+  listening socket.  macOS and the BSDs have ``SO_REUSEPORT`` too, but
+  there the newest socket takes every connection instead of the kernel
+  spreading them (FreeBSD's balancing option is ``SO_REUSEPORT_LB``), so
+  the inherited socket is what spreads the load.
 
 SIGTERM or SIGINT stops accepting at once, lets open connections finish
 for up to ``grace`` seconds (``listener.close(handler)``), then exits 0.
@@ -23,6 +26,7 @@ import os
 import resource
 import signal
 import socket
+import sys
 import threading
 import time
 
@@ -122,8 +126,9 @@ class _Supervisor:
         self.address = address
         self.count = count
         self.grace = grace
+        # Only Linux balances connections over SO_REUSEPORT sockets.
         self.reuse_port = (not shared_socket and not isinstance(address, str)
-                           and hasattr(socket, "SO_REUSEPORT"))
+                           and sys.platform.startswith("linux"))
         self.sockets = []      # one per worker slot (the same one, if shared)
         self.workers = {}      # pid -> (start time, slot)
         self.restarts = {}     # slot -> when to start its new worker
