@@ -30,9 +30,7 @@ cdef inline void lock_acquire(PyThread_type_lock lock) noexcept:
 
 
 cdef int set_nonblocking(int fd) except -1:
-    cdef int flags = fcntl(fd, F_GETFL)
-    if flags < 0 or (not (flags & O_NONBLOCK)
-                     and fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0):
+    if ngi_set_nonblocking(fd) < 0:
         raise OSError(errno, strerror(errno).decode(), f"descriptor {fd}")
     return 0
 

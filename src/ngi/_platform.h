@@ -82,6 +82,19 @@
 #define NGI_SEND_FLAGS 0
 #endif
 
+/* Descriptor flags through ioctl, not fcntl: glibc 2.28 renamed fcntl
+ * (fcntl64), and a wheel calling it would need manylinux_2_28. */
+static int ngi_set_nonblocking(int fd)
+{
+    int one = 1;
+    return ioctl(fd, FIONBIO, &one);
+}
+
+static int ngi_set_cloexec(int fd)
+{
+    return ioctl(fd, FIOCLEX);
+}
+
 /* -- the poller --------------------------------------------------------- */
 
 #define NGI_UNKNOWN 0xffffffffu  /* a registration's old events, not known */
@@ -108,7 +121,7 @@ static int ngi_poller_open(ngi_poller *p, int capacity)
     }
 #ifdef NGI_USE_KQUEUE
     p->fd = kqueue();
-    if (p->fd >= 0 && fcntl(p->fd, F_SETFD, FD_CLOEXEC) < 0) {
+    if (p->fd >= 0 && ngi_set_cloexec(p->fd) < 0) {
         int err = errno;
         close(p->fd);
         p->fd = -1;
@@ -303,8 +316,7 @@ static int ngi_pipe_nonblocking(int fds[2])
     if (pipe(fds) < 0)
         return -1;
     for (i = 0; i < 2; i++) {
-        if (fcntl(fds[i], F_SETFD, FD_CLOEXEC) < 0
-                || fcntl(fds[i], F_SETFL, fcntl(fds[i], F_GETFL) | O_NONBLOCK) < 0) {
+        if (ngi_set_cloexec(fds[i]) < 0 || ngi_set_nonblocking(fds[i]) < 0) {
             int err = errno;
             close(fds[0]);
             close(fds[1]);
@@ -432,8 +444,7 @@ static int ngi_accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
     int conn = accept(fd, addr, addrlen);
     if (conn < 0)
         return -1;
-    if (fcntl(conn, F_SETFD, FD_CLOEXEC) < 0
-            || fcntl(conn, F_SETFL, fcntl(conn, F_GETFL) | O_NONBLOCK) < 0) {
+    if (ngi_set_cloexec(conn) < 0 || ngi_set_nonblocking(conn) < 0) {
         int err = errno;
         close(conn);
         errno = err;

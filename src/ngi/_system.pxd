@@ -155,6 +155,7 @@ cdef extern from "_platform.h" nogil:
     int ngi_waker_drain(ngi_waker *w)
     void ngi_waker_close(ngi_waker *w)
 
+    int ngi_set_nonblocking(int fd)
     void ngi_socket_setup(int fd)
     int ngi_accept(int fd, sockaddr *addr, socklen_t *addrlen)
     int ngi_unread(int fd)
