@@ -14,6 +14,7 @@ import time
 
 import ngi.net
 import ngi.testing
+from examples.echo import Echo  # the shared echo handler is the example's
 
 WAIT = 5.0      # for things that should happen
 SHORT = 0.3     # for timeouts we expect to expire
@@ -103,17 +104,6 @@ class InputOnly:
         self.inputs.append(data)
 
 
-class Echo:
-    """A server: each connection gets an Echo, which writes back what it gets."""
-
-    def __init__(self, connection):
-        connection.set_handler(self)
-
-    def handle_input(self, connection, data):
-        connection.write(data)
-
-    def handle_close(self, connection, reason):
-        pass
 
 
 class UpperOnce:

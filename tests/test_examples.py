@@ -22,7 +22,6 @@ import ngi.testing
 from helpers import wait_for
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from examples import chat, echo, httpserver, kv, wordcount  # noqa: E402
 from test_serve import Served, ask  # noqa: E402

@@ -191,17 +191,24 @@ static int ngi_kqueue_set(int kq, int fd, uint32_t old, uint32_t events,
 }
 #endif
 
+#ifndef NGI_USE_KQUEUE
+static int ngi_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t token)
+{
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.events = events;
+    ev.data.u64 = token;
+    return epoll_ctl(epfd, op, fd, &ev);
+}
+#endif
+
 /* Watch fd for events (not watched before), reported with token. */
 static int ngi_poller_add(ngi_poller *p, int fd, uint32_t events, uint64_t token)
 {
 #ifdef NGI_USE_KQUEUE
     return ngi_kqueue_set(p->fd, fd, 0, events, token);
 #else
-    struct epoll_event ev;
-    memset(&ev, 0, sizeof(ev));
-    ev.events = events;
-    ev.data.u64 = token;
-    return epoll_ctl(p->fd, EPOLL_CTL_ADD, fd, &ev);
+    return ngi_epoll_ctl(p->fd, EPOLL_CTL_ADD, fd, events, token);
 #endif
 }
 
@@ -213,11 +220,7 @@ static int ngi_poller_modify(ngi_poller *p, int fd, uint32_t old, uint32_t event
     return ngi_kqueue_set(p->fd, fd, old, events, token);
 #else
     (void)old;
-    struct epoll_event ev;
-    memset(&ev, 0, sizeof(ev));
-    ev.events = events;
-    ev.data.u64 = token;
-    return epoll_ctl(p->fd, EPOLL_CTL_MOD, fd, &ev);
+    return ngi_epoll_ctl(p->fd, EPOLL_CTL_MOD, fd, events, token);
 #endif
 }
 
@@ -226,9 +229,7 @@ static int ngi_poller_remove(ngi_poller *p, int fd)
 #ifdef NGI_USE_KQUEUE
     return ngi_kqueue_set(p->fd, fd, NGI_IN | NGI_OUT, 0, 0);
 #else
-    struct epoll_event ev;
-    memset(&ev, 0, sizeof(ev));
-    return epoll_ctl(p->fd, EPOLL_CTL_DEL, fd, &ev);
+    return ngi_epoll_ctl(p->fd, EPOLL_CTL_DEL, fd, 0, 0);
 #endif
 }
 

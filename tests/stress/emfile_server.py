@@ -13,8 +13,10 @@ import sys
 import ngi.net
 from ngi.interfaces import Timeout
 
-# Run as a script: tests/ is not on the path yet.
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+# Run as a script: tests/ and the checkout (for examples/) are not on the
+# path yet.
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [TESTS, os.path.dirname(TESTS)]
 from helpers import Echo  # noqa: E402
 
 
