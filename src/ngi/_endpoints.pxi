@@ -33,7 +33,9 @@ cdef class Listener(Watcher):
         cdef sockaddr_storage ss
         cdef socklen_t length
         for i in range(ACCEPTS_PER_EVENT):
-            if not self.accepting:
+            # close() stops accepts at once, from any thread, before the
+            # loop has taken its operation.
+            if not self.accepting or atomic_load_int(&self.close_asked):
                 return 0
             length = sizeof(ss)
             fd = ngi_accept(self.fd, <sockaddr *>&ss, &length)
