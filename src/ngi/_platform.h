@@ -70,8 +70,7 @@
 #endif
 
 #if defined(__linux__) && !defined(NGI_PORTABLE)
-#include <linux/sockios.h>
-#define NGI_LINUX_SOCKETS 1
+#define NGI_LINUX_SOCKETS 1  /* accept4 */
 #endif
 
 /* Every send is made with these flags: no SIGPIPE where the flag exists;
@@ -459,26 +458,18 @@ static int ngi_accept(int fd, struct sockaddr *addr, socklen_t *addrlen)
 static int ngi_unread(int fd)
 {
     int n = 0;
-#ifdef NGI_LINUX_SOCKETS
-    if (ioctl(fd, SIOCINQ, &n) == 0)
+    if (ioctl(fd, FIONREAD, &n) == 0)  /* Linux's SIOCINQ */
         return n;
-#else
-    if (ioctl(fd, FIONREAD, &n) == 0)
-        return n;
-#endif
     return -1;
 }
 
 /* Bytes sent and not yet acknowledged by the peer (or not yet sent), or
- * -1 where the platform cannot say: Linux SIOCOUTQ, macOS SO_NWRITE,
- * FreeBSD FIONWRITE. */
+ * -1 where the platform cannot say: macOS SO_NWRITE, FreeBSD FIONWRITE,
+ * Linux TIOCOUTQ (its SIOCOUTQ). */
 static int ngi_unsent(int fd)
 {
     int n = 0;
-#if defined(SIOCOUTQ)
-    if (ioctl(fd, SIOCOUTQ, &n) == 0)
-        return n;
-#elif defined(SO_NWRITE)
+#if defined(SO_NWRITE)
     socklen_t length = sizeof(n);
     if (getsockopt(fd, SOL_SOCKET, SO_NWRITE, &n, &length) == 0)
         return n;
