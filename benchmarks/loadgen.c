@@ -4,6 +4,16 @@
  *   loadgen pingpong HOST PORT CONNS SIZE SECONDS
  *       CONNS connections; each sends SIZE bytes, waits for all of them to
  *       come back (checking every byte) and starts again.  ops = requests.
+ *   loadgen lines HOST PORT CONNS RECORDS SECONDS
+ *       as pingpong, but each request is a batch of RECORDS lines of 64
+ *       bytes (63 bytes with no newline, then a newline), sent in one
+ *       send(); the reply must be the same bytes (the server echoes each
+ *       line with its newline), checked byte by byte.  ops = records
+ *       (lines); the latencies are of whole batches.
+ *   loadgen sized HOST PORT CONNS RECORDS SECONDS
+ *       the same with length-prefixed records: 4 bytes big-endian (the
+ *       length, 64), then 64 bytes; each echoed with its prefix.
+ *       ops = records.
  *   loadgen stream HOST PORT CONNS SECONDS
  *       CONNS connections each send continuously (at most WINDOW bytes not
  *       yet echoed) and read the echo back, checking every byte.
@@ -20,13 +30,30 @@
  *       is checked and the next request sent.  A request unanswered after
  *       UDP_TIMEOUT seconds is counted as lost and replaced.  ops = replies.
  *
+ * Built with -DNGI_TLS (and -lssl -lcrypto), the same modes over TLS
+ * (OpenSSL; TLS 1.2 or 1.3 as the server agrees, default ciphers; the
+ * server's certificate is not verified, this being a benchmark):
+ *
+ *   loadgen tls-pingpong HOST PORT CONNS SIZE SECONDS
+ *       as pingpong, over CONNS TLS connections set up before the run.
+ *   loadgen tls-stream HOST PORT CONNS SECONDS
+ *       as stream, over TLS (one record per 16 KiB written).
+ *   loadgen tls-handshake HOST PORT CONCURRENCY SECONDS
+ *       CONCURRENCY at a time: connect, a full handshake, 1 byte sent and
+ *       read back, close_notify, close.  No session is ever resumed (no
+ *       session cache, no tickets asked for, no session set): every
+ *       handshake costs the server its private-key operation.
+ *       ops = handshakes.
+ *
  * Output, one JSON object per line on stdout:
  *   {"phase": "measuring"}   when the timed part starts (after connecting
  *                            and a short warm-up), so the caller can sample
  *                            the server's CPU time then;
  *   {"mode": ..., "ops": ..., "seconds": ..., "bytes": ..., "errors": ...,
  *    "lost": ..., "p50_us": ..., "p99_us": ..., "client_cpu": ...}
- *                            when it ends (idle: when all are established).
+ *                            when it ends (idle: when all are established);
+ *                            the TLS modes add "tls": the protocol version
+ *                            and cipher of their first connection.
  * client_cpu is this process's CPU seconds while measuring: close to
  * "seconds" means the client, not the server, was the limit.
  *
@@ -42,6 +69,7 @@
  * 2 usage, 3 timed out.
  *
  * Build: cc -O2 -o loadgen loadgen.c
+ *   or:  cc -O2 -DNGI_TLS -o loadgen_tls loadgen.c -lssl -lcrypto
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -61,6 +89,10 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef NGI_TLS
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#endif
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -113,6 +145,7 @@ static const char *mode_name;
 static uint64_t ops, bytes_done, errors, lost;
 static double measure_start, cpu_start;
 static int measuring;
+static char tls_info[160];  /* TLS modes: "VERSION CIPHER" of a connection */
 
 /* Start the timed part: forget the warm-up, tell the caller. */
 static void start_measuring(void) {
@@ -158,6 +191,7 @@ static void report(void) {
         printf("\"p50_us\": %ld, \"p99_us\": %ld, ", percentile(0.5), percentile(0.99));
     else
         printf("\"p50_us\": null, \"p99_us\": null, ");
+    if (tls_info[0]) printf("\"tls\": \"%s\", ", tls_info);
     printf("\"client_cpu\": %.6f}\n", cpu);
     fflush(stdout);
 }
@@ -229,13 +263,48 @@ static void set_nonblocking(int fd) {
 typedef struct {
     int fd;
     const unsigned char *message;  /* the request in flight */
+    unsigned char *batch;          /* lines, sized: where it is built */
     size_t sent, received;
     uint32_t round;
     int want_write;
     double started;
 } pp_conn;
 
-static size_t pp_size;
+static size_t pp_size;  /* bytes per request (a whole batch when framed) */
+
+/* Framed modes: a request is a batch of records, sent in one send() and
+ * echoed record by record; the reply is checked as the same bytes. */
+enum { UNFRAMED, LINES, SIZED };
+static int framing = UNFRAMED;
+static unsigned batch_records = 1;  /* records per request: ops per reply */
+
+#define RECORD 64         /* bytes of a record (lines: its newline included) */
+#define MAX_RECORDS 1024  /* most records per batch */
+#define PREFIX 4          /* sized: the big-endian length before each record */
+
+static size_t record_bytes(void) { return RECORD + (framing == SIZED ? PREFIX : 0); }
+
+/* Build a batch of records from the pattern at `offset`.  lines: 63 bytes
+ * with no newline (a 0x0a of the pattern becomes 0x8a), then a newline.
+ * sized: the length 64 as 4 bytes big-endian, then 64 bytes of the pattern. */
+static void make_batch(unsigned char *out, uint64_t offset) {
+    const unsigned char *from = slice(offset);
+    for (unsigned r = 0; r < batch_records; r++) {
+        if (framing == LINES) {
+            for (int k = 0; k < RECORD - 1; k++) {
+                unsigned char b = *from++;
+                *out++ = b == '\n' ? (unsigned char)('\n' | 0x80) : b;
+            }
+            from++;
+            *out++ = '\n';
+        } else {
+            *out++ = 0; *out++ = 0; *out++ = RECORD >> 8; *out++ = RECORD & 0xff;
+            memcpy(out, from, RECORD);
+            out += RECORD;
+            from += RECORD;
+        }
+    }
+}
 
 static void pp_send(pp_conn *c, uint32_t i) {
     while (c->sent < pp_size) {
@@ -255,7 +324,13 @@ static void pp_send(pp_conn *c, uint32_t i) {
 }
 
 static void pp_start(pp_conn *c, uint32_t i, double t) {
-    c->message = slice((uint64_t)i * 977 + (uint64_t)c->round * 131);
+    uint64_t offset = (uint64_t)i * 977 + (uint64_t)c->round * 131;
+    if (c->batch) {
+        make_batch(c->batch, offset);
+        c->message = c->batch;
+    } else {
+        c->message = slice(offset);
+    }
     c->round++;
     c->sent = c->received = 0;
     c->started = t;
@@ -267,6 +342,10 @@ static int pingpong(int nconns, size_t size, double seconds) {
     pp_conn *conns = calloc(nconns, sizeof *conns);
     pp_size = size;
     for (int i = 0; i < nconns; i++) {
+        if (framing != UNFRAMED && !(conns[i].batch = malloc(size))) {
+            perror("loadgen: malloc");
+            return 1;
+        }
         conns[i].fd = open_tcp(1);
         if (conns[i].fd < 0) return 1;
         set_nonblocking(conns[i].fd);
@@ -295,13 +374,20 @@ static int pingpong(int nconns, size_t size, double seconds) {
             c->received += r;
             if (c->received < size) continue;
             record(t - c->started);
-            ops++;
+            ops += batch_records;
             bytes_done += size;
             pp_start(c, i, t);
         }
     }
     report();
     return errors != 0;
+}
+
+/* lines and sized: ping-pong of batches of `records` records. */
+static int framed(int nconns, unsigned records, double seconds) {
+    framing = !strcmp(mode_name, "lines") ? LINES : SIZED;
+    batch_records = records;
+    return pingpong(nconns, records * record_bytes(), seconds);
 }
 
 /* ---- streaming --------------------------------------------------------- */
@@ -542,15 +628,365 @@ static int udp(int nflows, size_t size, double seconds) {
     return errors != 0;
 }
 
+/* ---- TLS (built with -DNGI_TLS) ---------------------------------------- */
+
+#ifdef NGI_TLS
+#define TLS_CHUNK (16 * 1024)  /* plaintext per SSL_write when streaming: one record */
+
+static SSL_CTX *tls_ctx;
+
+static int tls_setup(void) {
+    tls_ctx = SSL_CTX_new(TLS_client_method());
+    if (!tls_ctx) { ERR_print_errors_fp(stderr); return -1; }
+    SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_NONE, NULL);  /* a benchmark */
+    SSL_CTX_set_min_proto_version(tls_ctx, TLS1_2_VERSION);
+    /* Never resume: every handshake is a full one. */
+    SSL_CTX_set_session_cache_mode(tls_ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_options(tls_ctx, SSL_OP_NO_TICKET);
+    /* One recv() for all the records that came, not two per record. */
+    SSL_CTX_set_read_ahead(tls_ctx, 1);
+    SSL_CTX_set_mode(tls_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    return 0;
+}
+
+static SSL *tls_new(int fd) {
+    SSL *ssl = SSL_new(tls_ctx);
+    if (ssl) SSL_set_fd(ssl, fd);
+    return ssl;
+}
+
+static void tls_note(SSL *ssl) {  /* what was agreed, once */
+    if (!tls_info[0])
+        snprintf(tls_info, sizeof tls_info, "%s %s", SSL_get_version(ssl),
+                 SSL_get_cipher_name(ssl));
+}
+
+static void tls_close(int *fd, SSL **ssl) {
+    if (*ssl) SSL_free(*ssl);
+    *ssl = NULL;
+    if (*fd >= 0) close(*fd);
+    *fd = -1;
+    ERR_clear_error();  /* a failure must not be seen by the next call */
+}
+
+/* Open a TLS connection before the run: blocking connect and handshake,
+ * then non-blocking.  0, or -1 (counted) if it failed. */
+static int tls_open_ready(int *fd, SSL **ssl) {
+    *fd = open_tcp(1);
+    if (*fd < 0) return -1;
+    *ssl = tls_new(*fd);
+    if (!*ssl || SSL_connect(*ssl) != 1) {
+        fprintf(stderr, "loadgen: TLS handshake failed\n");
+        ERR_print_errors_fp(stderr);
+        errors++;
+        tls_close(fd, ssl);
+        return -1;
+    }
+    tls_note(*ssl);
+    set_nonblocking(*fd);
+    return 0;
+}
+
+/* What an SSL call that returned `ret` waits for: EPOLLIN or EPOLLOUT, or
+ * 0 if the connection is over (closed or failed). */
+static uint32_t tls_waits(SSL *ssl, int ret) {
+    switch (SSL_get_error(ssl, ret)) {
+    case SSL_ERROR_WANT_READ: return EPOLLIN;
+    case SSL_ERROR_WANT_WRITE: return EPOLLOUT;
+    default: return 0;
+    }
+}
+
+/* -- tls-pingpong -- */
+
+typedef struct {
+    int fd;
+    SSL *ssl;
+    const unsigned char *message;
+    size_t sent, received;
+    uint32_t round, events;
+    int read_wants_write;
+    double started;
+} tp_conn;
+
+static void tp_fail(tp_conn *c) {
+    errors++;  /* closed, failed, or wrong bytes: drop it */
+    tls_close(&c->fd, &c->ssl);
+}
+
+static void tp_watch(tp_conn *c, uint32_t i, uint32_t events) {
+    if (events != c->events) {
+        watch(EPOLL_CTL_MOD, c->fd, events, i);
+        c->events = events;
+    }
+}
+
+static void tp_send(tp_conn *c, uint32_t i) {
+    uint32_t blocked = 0;
+    while (c->sent < pp_size) {
+        int n = SSL_write(c->ssl, c->message + c->sent, (int)(pp_size - c->sent));
+        if (n <= 0) {
+            if (!(blocked = tls_waits(c->ssl, n))) { tp_fail(c); return; }
+            break;
+        }
+        c->sent += n;
+    }
+    tp_watch(c, i, EPOLLIN | (blocked == EPOLLOUT || c->read_wants_write ? EPOLLOUT : 0));
+}
+
+static void tp_start(tp_conn *c, uint32_t i, double t) {
+    c->message = slice((uint64_t)i * 977 + (uint64_t)c->round * 131);
+    c->round++;
+    c->sent = c->received = 0;
+    c->started = t;
+    tp_send(c, i);
+}
+
+/* Read every record OpenSSL can give, checking it. */
+static void tp_receive(tp_conn *c, uint32_t i, double t) {
+    static unsigned char rbuf[MAX_MESSAGE];
+    c->read_wants_write = 0;
+    while (c->fd >= 0) {
+        int r = SSL_read(c->ssl, rbuf, sizeof rbuf);
+        if (r <= 0) {
+            uint32_t waits = tls_waits(c->ssl, r);
+            if (!waits) { tp_fail(c); return; }
+            c->read_wants_write = waits == EPOLLOUT;
+            if (c->read_wants_write) tp_watch(c, i, EPOLLIN | EPOLLOUT);
+            return;
+        }
+        if (c->received + r > pp_size || memcmp(rbuf, c->message + c->received, r) != 0) {
+            tp_fail(c);
+            return;
+        }
+        c->received += r;
+        if (c->received < pp_size) continue;
+        record(t - c->started);
+        ops++;
+        bytes_done += pp_size;
+        tp_start(c, i, t);
+        if (c->fd < 0 || !SSL_has_pending(c->ssl)) return;  /* more: epoll says */
+    }
+}
+
+static int tls_pingpong(int nconns, size_t size, double seconds) {
+    tp_conn *conns = calloc(nconns, sizeof *conns);
+    pp_size = size;
+    for (int i = 0; i < nconns; i++) {
+        if (tls_open_ready(&conns[i].fd, &conns[i].ssl) < 0) return 1;
+        conns[i].events = EPOLLIN;
+        watch(EPOLL_CTL_ADD, conns[i].fd, EPOLLIN, i);
+    }
+    double t = plan_window(seconds);
+    for (int i = 0; i < nconns; i++) tp_start(&conns[i], i, t);
+    struct epoll_event events[MAX_EVENTS];
+    while (t < run_end) {
+        int n = next_events(events, 100, &t);
+        for (int k = 0; k < n; k++) {
+            uint32_t i = events[k].data.u32;
+            tp_conn *c = &conns[i];
+            if (c->fd < 0) continue;
+            if (events[k].events & EPOLLOUT) {
+                if (c->sent < pp_size) tp_send(c, i);
+                if (c->read_wants_write && c->fd >= 0) tp_receive(c, i, t);
+            }
+            if (c->fd >= 0 && events[k].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+                tp_receive(c, i, t);
+        }
+    }
+    report();
+    return errors != 0;
+}
+
+/* -- tls-stream -- */
+
+typedef struct {
+    int fd;
+    SSL *ssl;
+    uint64_t sent, received, base;
+    size_t retry;   /* length of an SSL_write to repeat as it was */
+    uint32_t events;
+} ts_conn;
+
+static void ts_fail(ts_conn *c) {
+    errors++;
+    tls_close(&c->fd, &c->ssl);
+}
+
+static void ts_send(ts_conn *c, uint32_t i) {
+    uint32_t blocked = 0;
+    while (c->retry || c->sent - c->received < WINDOW) {
+        size_t room = WINDOW - (c->sent - c->received), len = c->retry;
+        if (!len) len = room < TLS_CHUNK ? room : TLS_CHUNK;
+        int n = SSL_write(c->ssl, slice(c->base + c->sent), (int)len);
+        if (n <= 0) {
+            if (!(blocked = tls_waits(c->ssl, n))) { ts_fail(c); return; }
+            c->retry = len;  /* OpenSSL wants the same call again */
+            break;
+        }
+        c->retry = 0;
+        c->sent += n;
+    }
+    uint32_t events = EPOLLIN | (blocked == EPOLLOUT ? EPOLLOUT : 0);
+    if (events != c->events) {
+        watch(EPOLL_CTL_MOD, c->fd, events, i);
+        c->events = events;
+    }
+}
+
+static void ts_receive(ts_conn *c) {
+    static unsigned char rbuf[MAX_MESSAGE];
+    for (;;) {
+        int r = SSL_read(c->ssl, rbuf, sizeof rbuf);
+        if (r <= 0) {
+            if (!tls_waits(c->ssl, r)) ts_fail(c);
+            return;  /* wanting to write: the send that follows flushes */
+        }
+        if (c->received + r > c->sent ||
+            memcmp(rbuf, slice(c->base + c->received), r) != 0) {
+            ts_fail(c);
+            return;
+        }
+        c->received += r;
+        bytes_done += r;
+        if (!SSL_has_pending(c->ssl)) return;  /* more: epoll says */
+    }
+}
+
+static int tls_stream(int nconns, double seconds) {
+    ts_conn *conns = calloc(nconns, sizeof *conns);
+    for (int i = 0; i < nconns; i++) {
+        if (tls_open_ready(&conns[i].fd, &conns[i].ssl) < 0) return 1;
+        conns[i].base = (uint64_t)i * 7919;
+        conns[i].events = EPOLLIN;
+        watch(EPOLL_CTL_ADD, conns[i].fd, EPOLLIN, i);
+    }
+    double t = plan_window(seconds);
+    for (int i = 0; i < nconns; i++) ts_send(&conns[i], i);
+    struct epoll_event events[MAX_EVENTS];
+    while (t < run_end) {
+        int n = next_events(events, 100, &t);
+        for (int k = 0; k < n; k++) {
+            uint32_t i = events[k].data.u32;
+            ts_conn *c = &conns[i];
+            if (c->fd < 0) continue;
+            if (events[k].events & (EPOLLIN | EPOLLERR | EPOLLHUP)) ts_receive(c);
+            if (c->fd >= 0) ts_send(c, i);
+        }
+    }
+    ops = bytes_done;
+    report();
+    return errors != 0;
+}
+
+/* -- tls-handshake -- */
+
+enum { TH_CONNECTING, TH_HANDSHAKE, TH_SEND, TH_RECEIVE };
+
+typedef struct {
+    int fd;
+    SSL *ssl;
+    int state;
+    double started;
+} th_conn;
+
+static th_conn *th;
+
+static void th_open(uint32_t i, double t) {
+    th[i].fd = open_tcp(0);
+    th[i].ssl = NULL;
+    th[i].state = TH_CONNECTING;
+    th[i].started = t;
+    if (th[i].fd >= 0) watch(EPOLL_CTL_ADD, th[i].fd, EPOLLOUT, i);
+}
+
+/* Move one connection on as far as it goes; 1 when its byte has come back
+ * (it is then closed), -1 when it failed (closed too), 0 while it waits. */
+static int th_event(uint32_t i) {
+    th_conn *c = &th[i];
+    unsigned char byte = (unsigned char)(i * 31 + 7), got[64];
+    int ret;
+    uint32_t waits;
+    if (c->state == TH_CONNECTING) {
+        int err = 0;
+        socklen_t len = sizeof err;
+        getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err || !(c->ssl = tls_new(c->fd))) goto failed;
+        SSL_set_connect_state(c->ssl);
+        c->state = TH_HANDSHAKE;
+    }
+    if (c->state == TH_HANDSHAKE) {
+        ret = SSL_do_handshake(c->ssl);
+        if (ret != 1) goto wait;
+        tls_note(c->ssl);
+        c->state = TH_SEND;
+    }
+    if (c->state == TH_SEND) {
+        ret = SSL_write(c->ssl, &byte, 1);
+        if (ret != 1) goto wait;
+        c->state = TH_RECEIVE;
+    }
+    for (;;) {  /* TH_RECEIVE: session tickets may come before the echo */
+        ret = SSL_read(c->ssl, got, sizeof got);
+        if (ret <= 0) goto wait;
+        if (ret != 1 || got[0] != byte) goto failed;
+        SSL_shutdown(c->ssl);  /* our close_notify; the peer's is not awaited */
+        watch(EPOLL_CTL_DEL, c->fd, 0, i);
+        tls_close(&c->fd, &c->ssl);
+        return 1;
+    }
+wait:
+    if (!(waits = tls_waits(c->ssl, ret))) goto failed;
+    watch(EPOLL_CTL_MOD, c->fd, waits, i);
+    return 0;
+failed:
+    errors++;
+    tls_close(&c->fd, &c->ssl);
+    return -1;
+}
+
+static int tls_handshake(int concurrency, double seconds) {
+    th = calloc(concurrency, sizeof *th);
+    double t = plan_window(seconds);
+    for (int i = 0; i < concurrency; i++) th_open(i, t);
+    struct epoll_event events[MAX_EVENTS];
+    while (t < run_end && errors < 1000) {
+        int n = next_events(events, 100, &t);
+        for (int k = 0; k < n; k++) {
+            uint32_t i = events[k].data.u32;
+            if (th[i].fd < 0) continue;
+            int done = th_event(i);
+            if (done == 0) continue;
+            if (done == 1) {
+                record(t - th[i].started);
+                ops++;
+            }
+            th_open(i, t);
+        }
+        for (int i = 0; i < concurrency; i++)  /* failed at once: retry */
+            if (th[i].fd < 0 && errors < 1000) th_open(i, t);
+    }
+    report();
+    return errors != 0;
+}
+#endif /* NGI_TLS */
+
 /* ---- main -------------------------------------------------------------- */
 
 static void usage(void) {
     fprintf(stderr,
             "usage: loadgen pingpong HOST PORT CONNS SIZE SECONDS\n"
+            "       loadgen lines HOST PORT CONNS RECORDS SECONDS\n"
+            "       loadgen sized HOST PORT CONNS RECORDS SECONDS\n"
             "       loadgen stream HOST PORT CONNS SECONDS\n"
             "       loadgen connect HOST PORT CONCURRENCY SECONDS\n"
             "       loadgen idle HOST PORT CONNS HOLD_SECONDS\n"
-            "       loadgen udp HOST PORT FLOWS SIZE SECONDS\n");
+            "       loadgen udp HOST PORT FLOWS SIZE SECONDS\n"
+            "       loadgen tls-pingpong HOST PORT CONNS SIZE SECONDS\n"
+            "       loadgen tls-stream HOST PORT CONNS SECONDS\n"
+            "       loadgen tls-handshake HOST PORT CONCURRENCY SECONDS\n"
+            "(the tls- modes when built with -DNGI_TLS -lssl -lcrypto)\n");
     exit(2);
 }
 
@@ -565,11 +1001,17 @@ int main(int argc, char **argv) {
     mode_name = argv[1];
     const char *host = argv[2];
     int port = atoi(argv[3]), count = atoi(argv[4]);
-    int sized = !strcmp(mode_name, "pingpong") || !strcmp(mode_name, "udp");
+    int is_framed = !strcmp(mode_name, "lines") || !strcmp(mode_name, "sized");
+    int sized = !strcmp(mode_name, "pingpong") || !strcmp(mode_name, "udp") ||
+                !strcmp(mode_name, "tls-pingpong") || is_framed;
     if (argc != (sized ? 7 : 6) || count < 1) usage();
     size_t size = sized ? (size_t)atol(argv[5]) : 0;
     double seconds = atof(argv[sized ? 6 : 5]);
-    if (sized && (size < 8 || size > MAX_MESSAGE)) {
+    if (is_framed && (size < 1 || size > MAX_RECORDS)) {
+        fprintf(stderr, "loadgen: RECORDS must be 1 .. %d\n", MAX_RECORDS);
+        return 2;
+    }
+    if (sized && !is_framed && (size < 8 || size > MAX_MESSAGE)) {
         fprintf(stderr, "loadgen: SIZE must be 8 .. %d\n", MAX_MESSAGE);
         return 2;
     }
@@ -596,10 +1038,22 @@ int main(int argc, char **argv) {
     make_pattern();
 
     if (!strcmp(mode_name, "pingpong")) return pingpong(count, size, seconds);
+    if (is_framed) return framed(count, (unsigned)size, seconds);
     if (!strcmp(mode_name, "stream")) return stream(count, seconds);
     if (!strcmp(mode_name, "connect")) return connect_rate(count, seconds);
     if (!strcmp(mode_name, "idle")) return idle(count, seconds);
     if (!strcmp(mode_name, "udp")) return udp(count, size, seconds);
+    if (!strncmp(mode_name, "tls-", 4)) {
+#ifdef NGI_TLS
+        if (tls_setup() < 0) return 1;
+        if (!strcmp(mode_name, "tls-pingpong")) return tls_pingpong(count, size, seconds);
+        if (!strcmp(mode_name, "tls-stream")) return tls_stream(count, seconds);
+        if (!strcmp(mode_name, "tls-handshake")) return tls_handshake(count, seconds);
+#else
+        fprintf(stderr, "loadgen: built without TLS (build with -DNGI_TLS ... -lssl -lcrypto)\n");
+        return 2;
+#endif
+    }
     usage();
     return 2;
 }

@@ -1,6 +1,6 @@
 """ngi's benchmark suite: echo servers under a C load generator.
 
-    python benchmarks/run.py [--quick] [--servers ngi,asyncio,uvloop,c]
+    python benchmarks/run.py [--quick] [--servers ngi,asyncio,asyncio-streams,uvloop,c,ngi-aio]
                              [--scenarios NAME,...] [--repeat N] [--duration S]
                              [--json FILE|-] [--plot FILE.png] [--markdown FILE.md]
 
@@ -13,7 +13,14 @@ every server in turn, the order rotating between repetitions.  A figure is
 the median over the repetitions; ratios to uvloop and to the C server are
 taken pair by pair within a repetition, then their median.  The server's
 CPU time per operation is reported beside the throughput because, on 2
-cores, a saturated client can hide a faster server.
+cores, a saturated client can hide a faster server.  The tls- scenarios run
+the same servers over TLS (OpenSSL's headers needed: libssl-dev), against a
+C TLS echo server; ngi's and C's TLS/plaintext ratios follow the table.
+The framed scenarios (lines-, sized-) echo records through each library's
+framing, asyncio streams (asyncio-streams) too, with ratios to it after the
+table; multiwrite- answers each request with three writes.  ngi-aio, ngi's
+handlers on ngi.aio over uvloop, runs when asked for (--servers
+ngi-aio,uvloop: its CPU per request over uvloop's).
 """
 from __future__ import annotations
 
@@ -33,14 +40,18 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
-ALL_SERVERS = ("ngi", "asyncio", "uvloop", "c")
-REFERENCES = ("uvloop", "c")  # ratios are given against these
+STREAMS = "asyncio-streams"  # asyncio streams: only for the framed scenarios
+AIO = "ngi-aio"  # ngi handlers on ngi.aio over uvloop: only when asked for
+ALL_SERVERS = ("ngi", "asyncio", STREAMS, "uvloop", "c", AIO)
+DEFAULT_SERVERS = ("ngi", "asyncio", STREAMS, "uvloop", "c")
+REFERENCES = ("uvloop", "c")  # ratios are given against these (and STREAMS when framed)
 HOLD = 60  # longest an idle run holds its connections (we end it sooner)
 
 
@@ -50,13 +61,33 @@ class Scenario:
     title: str
     mode: str         # loadgen's mode
     count: int        # connections, flows or concurrent connects
-    size: int = 0     # message size, for pingpong and udp
+    size: int = 0     # message size, for pingpong and udp; records, for lines and sized
     unit: str = "req/s"
     op: str = "req"   # what "CPU per op" is per
+    protocol: str = "echo"  # what the Python servers speak (servers.py --protocol)
 
     @property
     def lower_is_better(self):
         return self.mode == "idle"
+
+    @property
+    def tls(self):
+        return self.mode.startswith("tls-")
+
+    @property
+    def sized(self):
+        """The load generator takes a message size (or a number of records)."""
+        return self.mode in ("pingpong", "udp", "tls-pingpong", "lines", "sized")
+
+    @property
+    def framed(self):
+        """Records through each library's framing; asyncio streams take part."""
+        return self.protocol in ("lines", "sized")
+
+
+def serves(server, scenario):
+    """Whether `server` runs in `scenario`: asyncio streams only in the framed ones."""
+    return server != STREAMS or scenario.framed
 
 
 SCENARIOS = [
@@ -70,12 +101,32 @@ SCENARIOS = [
     Scenario("idle-10k", "RSS per idle connection, 10,000 conns", "idle", 10000,
              unit="B/conn", op="conn"),
     Scenario("udp-64", "UDP 64 B request/response (8 in flight)", "udp", 8, 64),
+    Scenario("lines-64x16", "64 conns, each sending 16 lines of 64 B at once", "lines", 64, 16,
+             unit="rec/s", op="rec", protocol="lines"),
+    Scenario("sized-64x16", "64 conns, each sending 16 records of 4+64 B at once", "sized",
+             64, 16, unit="rec/s", op="rec", protocol="sized"),
+    Scenario("multiwrite-64x1k", "ping-pong 64 conns x 1 KiB, each answer in 3 writes",
+             "pingpong", 64, 1024, protocol="multiwrite"),
+    Scenario("tls-pingpong-64x1k", "TLS ping-pong 64 conns x 1 KiB", "tls-pingpong", 64, 1024),
+    Scenario("tls-pingpong-1x1k", "TLS ping-pong 1 conn x 1 KiB", "tls-pingpong", 1, 1024),
+    Scenario("tls-handshake", "TLS full handshakes (RSA 2048, 1-byte echo, 16 at once)",
+             "tls-handshake", 16, unit="hs/s", op="hs"),
+    Scenario("tls-stream-8", "TLS stream 8 conns", "tls-stream", 8, unit="MiB/s", op="MiB"),
 ]
 SCENARIO_NAMES = [s.name for s in SCENARIOS]
+SCENARIOS_BY_NAME = {s.name: s for s in SCENARIOS}
+# TLS/plaintext ratios: the TLS scenario's throughput over the plaintext one's.
+TLS_PAIRS = [("tls-pingpong-64x1k", "pingpong-64x1k")]
+# Three writes/one write: multiwrite's throughput over the one-write ping-pong's.
+WRITE_PAIRS = [("multiwrite-64x1k", "pingpong-64x1k")]
 
 
 class BenchError(Exception):
     """One run failed; the others go on."""
+
+
+class Unavailable(Exception):
+    """Some scenarios cannot run here (say, no OpenSSL headers); the others go on."""
 
 
 # ---- building the C programs ------------------------------------------------
@@ -94,22 +145,80 @@ def build_dir():
     return there
 
 
-def build(name):
-    """Compile benchmarks/NAME.c once per source version; return the binary."""
-    source = HERE / f"{name}.c"
+TLS_FLAGS = ("-DNGI_TLS",)
+TLS_LIBS = ("-lssl", "-lcrypto")
+NO_OPENSSL = ("OpenSSL's headers (openssl/ssl.h) were not found: install libssl-dev "
+              "(Debian, Ubuntu) or openssl-devel (Fedora), or set CC to a compiler "
+              "that finds them")
+
+
+def compile_c(name, source=None, flags=(), libs=()):
+    """Compile benchmarks/SOURCE.c (default NAME.c) to NAME-DIGEST, once per
+    source, compiler and flags; return (binary, None) or (None, errors)."""
+    source = HERE / f"{source or name}.c"
     cc = os.environ.get("CC", "cc")
     if shutil.which(cc) is None:
         raise SystemExit(f"ngi bench: a C compiler is needed ({cc!r} not found; set CC)")
-    digest = hashlib.sha1(source.read_bytes() + cc.encode()).hexdigest()[:12]
+    argv_tail = [*flags, str(source), *libs]
+    digest = hashlib.sha1(source.read_bytes() + " ".join([cc, *argv_tail]).encode()
+                          ).hexdigest()[:12]
     binary = build_dir() / f"{name}-{digest}"
     if not binary.exists():
         partial = binary.with_name(f"{binary.name}.{os.getpid()}.tmp")
-        done = subprocess.run([cc, "-O2", "-o", str(partial), str(source)],
+        done = subprocess.run([cc, "-O2", "-o", str(partial), *argv_tail],
                               capture_output=True, text=True, timeout=120)
         if done.returncode != 0:
-            raise SystemExit(f"ngi bench: compiling {source} failed:\n{done.stderr}")
+            partial.unlink(missing_ok=True)
+            return None, done.stderr
         os.replace(partial, binary)
+    return binary, None
+
+
+def build(name):
+    """Compile benchmarks/NAME.c (no library needed); return the binary."""
+    binary, errors = compile_c(name)
+    if binary is None:
+        raise SystemExit(f"ngi bench: compiling {HERE / name}.c failed:\n{errors}")
     return binary
+
+
+def build_tls():
+    """The TLS load generator and C TLS server, linked with OpenSSL.
+
+    Raises Unavailable, saying why, when they cannot be built here."""
+    tools = {}
+    for name, source in (("loadgen_tls", "loadgen"), ("tls_echo_server", None)):
+        binary, errors = compile_c(name, source, TLS_FLAGS if source else (), TLS_LIBS)
+        if binary is None:
+            if "openssl/" in errors and ("No such file" in errors or "not found" in errors):
+                raise Unavailable(NO_OPENSSL)
+            if "-lssl" in errors or "-lcrypto" in errors:
+                raise Unavailable("OpenSSL's libraries (libssl, libcrypto) were not found: "
+                                  "install libssl-dev (Debian, Ubuntu) or openssl-devel "
+                                  "(Fedora)")
+            raise Unavailable(f"compiling {name} with OpenSSL failed:\n{errors.strip()}")
+        tools[name] = binary
+    return tools
+
+
+def make_certificate(directory):
+    """A fresh RSA 2048 key and a certificate for 127.0.0.1 (from a throwaway
+    CA, made with trustme), as PEM files in `directory`; (cert, key) paths."""
+    try:
+        import trustme
+    except ImportError:
+        raise Unavailable("the TLS scenarios make their certificate with trustme: "
+                          "pip install 'ngi[bench]'") from None
+    if not hasattr(trustme, "KeyType"):
+        raise Unavailable("trustme is too old for RSA keys (1.0 or newer needed): "
+                          "pip install -U trustme")
+    ca = trustme.CA(key_type=trustme.KeyType.RSA)
+    issued = ca.issue_cert("127.0.0.1", "localhost", key_type=trustme.KeyType.RSA)
+    cert, key = Path(directory) / "cert.pem", Path(directory) / "key.pem"
+    cert.write_bytes(issued.cert_chain_pems[0].bytes())  # the leaf only: as C does
+    key.touch(mode=0o600)
+    key.write_bytes(issued.private_key_pem.bytes())
+    return cert, key
 
 
 # ---- processes ----------------------------------------------------------------
@@ -224,30 +333,59 @@ def raise_descriptor_limit():
 
 # ---- one run: one server, one scenario ------------------------------------
 
-def server_command(server, tools):
+def server_command(server, tools, tls=False, protocol="echo"):
+    """The server's argv; with tls, its TLS echo server (tools["certificate"]).
+
+    The C server is the same echo server whatever the protocol: records
+    come back as they were sent, which is what every protocol asks."""
+    cert_key = [str(f) for f in tools["certificate"]] if tls else []
     if server == "c":
-        return [str(tools["echo_server"])]
-    return [sys.executable, str(HERE / "servers.py"), server]
+        return [str(tools["tls_echo_server" if tls else "echo_server"]), *cert_key]
+    return [sys.executable, str(HERE / "servers.py"), server,
+            *(["--tls", *cert_key] if tls else []),
+            *(["--protocol", protocol] if protocol != "echo" else [])]
 
 
-def warm_up(port):
-    """One echo through the server, so lazy first-use allocations are done
-    before its RSS is taken as the baseline."""
-    with socket.create_connection((HOST, port), timeout=10) as sock:
-        sock.sendall(b"x")
-        if sock.recv(1) != b"x":
+def client_context():
+    """The warm-up's TLS client: a benchmark verifies no certificate."""
+    import ssl
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+# What the warm-up sends (and must get back) for each protocol: one record.
+WARM_UP = {"echo": b"x", "lines": b"x\n", "sized": b"\0\0\0\1x", "multiwrite": b"x"}
+
+
+def warm_up(port, tls=False, protocol="echo"):
+    """One echo through the server (over TLS, after a handshake), so lazy
+    first-use allocations are done before its RSS is taken as the baseline."""
+    message = WARM_UP[protocol]
+    with socket.create_connection((HOST, port), timeout=10) as raw:
+        sock = client_context().wrap_socket(raw) if tls else raw
+        sock.sendall(message)
+        got = b""
+        while len(got) < len(message):
+            chunk = sock.recv(len(message) - len(got))
+            if not chunk:
+                break
+            got += chunk
+        if got != message:
             raise BenchError("the warm-up echo came back wrong")
 
 
 def run_once(scenario, server, tools, options, procs):
     """Start the server, run the load generator against it, measure, stop."""
     with tempfile.TemporaryFile() as server_log, tempfile.TemporaryFile() as client_log:
-        proc = procs.start(server_command(server, tools), cpu=options.server_cpu,
+        proc = procs.start(server_command(server, tools, scenario.tls, scenario.protocol),
+                           cpu=options.server_cpu,
                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                            stderr=server_log)
         try:
             return measure(scenario, server, proc, tools, options, procs, client_log)
-        except (BenchError, OSError, ValueError) as e:
+        except (BenchError, OSError, ValueError) as e:  # ssl.SSLError is an OSError
             raise BenchError(" | ".join([str(e), *filter(None, [
                 tail("load generator", client_log), tail(f"{server} server", server_log)])]))
         finally:
@@ -265,13 +403,14 @@ def measure(scenario, server, proc, tools, options, procs, client_log):
     if len(ready) != 3 or ready[0] != "ready":
         raise BenchError(f"the {server} server said {' '.join(ready)!r}, not 'ready'")
     tcp_port, udp_port = int(ready[1]), int(ready[2])
-    warm_up(tcp_port)
+    warm_up(tcp_port, scenario.tls, scenario.protocol)
     rss_before = rss_bytes(proc.pid)
 
     port = udp_port if scenario.mode == "udp" else tcp_port
     count = options.idle_connections if scenario.mode == "idle" else scenario.count
-    argv = [str(tools["loadgen"]), scenario.mode, HOST, str(port), str(count)]
-    if scenario.mode in ("pingpong", "udp"):
+    loadgen = tools["loadgen_tls" if scenario.tls else "loadgen"]
+    argv = [str(loadgen), scenario.mode, HOST, str(port), str(count)]
+    if scenario.sized:
         argv.append(str(scenario.size))
     argv.append(str(HOLD if scenario.mode == "idle" else options.duration))
     limit = options.duration + (150 if scenario.mode == "idle" else 60)
@@ -299,6 +438,8 @@ def measure(scenario, server, proc, tools, options, procs, client_log):
                          "(wrong bytes or failed connections)")
     record = figures(scenario, result, cpu_used, rss_after - rss_before)
     record["server_rss"] = rss_after
+    if "tls" in result:
+        record["tls"] = result["tls"]  # the protocol and cipher agreed
     record["server_core"] = core_busy(cores_start, cores_end, options.server_cpu)
     record["client_core"] = core_busy(cores_start, cores_end, options.client_cpu)
     return record
@@ -309,7 +450,7 @@ def figures(scenario, result, cpu_used, rss_growth):
     ops, seconds = result["ops"], result["seconds"]
     if ops <= 0:
         raise BenchError("no operation completed")
-    if scenario.mode == "stream":
+    if scenario.mode in ("stream", "tls-stream"):
         ops = result["bytes"] / 2**20  # per MiB
     if scenario.mode == "idle":
         value = rss_growth / ops
@@ -333,9 +474,9 @@ def figures(scenario, result, cpu_used, rss_growth):
 def available_servers(wanted):
     servers = []
     for server in wanted:
-        if server == "uvloop" and importlib.util.find_spec("uvloop") is None:
-            print("ngi bench: uvloop is not installed (pip install 'ngi[bench]'); "
-                  "skipping it", file=sys.stderr)
+        if server in ("uvloop", AIO) and importlib.util.find_spec("uvloop") is None:
+            print(f"ngi bench: uvloop is not installed (pip install 'ngi[bench]'); "
+                  f"skipping {server}", file=sys.stderr)
             continue
         servers.append(server)
     return servers
@@ -343,17 +484,19 @@ def available_servers(wanted):
 
 def run_all(scenarios, servers, tools, options, procs, progress, runs):
     """Every scenario x server x repetition, each run's record added to `runs`."""
-    total = options.repeat * len(scenarios) * len(servers)
+    total = options.repeat * sum(serves(v, s) for s in scenarios for v in servers)
     started = time.monotonic()
     for rep in range(options.repeat):
         turn = rep % len(servers)
         order = servers[turn:] + servers[:turn]  # no server always goes first
         for scenario in scenarios:
             for server in order:
+                if not serves(server, scenario):
+                    continue
                 done = len(runs)
                 eta = ((time.monotonic() - started) / done * (total - done)) if done else 0
                 label = (f"[{done + 1:>3}/{total}] rep {rep + 1}/{options.repeat} "
-                         f"{scenario.name:<17} {server:<8}")
+                         f"{scenario.name:<18} {server:<15}")
                 progress(f"{label} ...{f' (about {eta:.0f} s left)' if eta else ''}",
                          final=False)
                 record = {"rep": rep, "scenario": scenario.name, "server": server,
@@ -368,8 +511,23 @@ def run_all(scenarios, servers, tools, options, procs, progress, runs):
                 runs.append(record)
 
 
+FIGURES = ("value", "p50_us", "p99_us", "cpu_per_op_us", "server_cpu", "client_cpu",
+           "server_core", "client_core")
+RATIOS = ("value", "cpu_per_op_us")  # what ratios are taken of
+
+
+def pair_ratios(mine, theirs):
+    """Medians of mine/theirs over runs of the same repetition, per figure."""
+    pairs = [(a, b) for a in mine for b in theirs if a["rep"] == b["rep"]]
+    if not pairs:
+        return {}
+    return {key: statistics.median(a[key] / b[key] for a, b in pairs)
+            for key in RATIOS if all(b[key] > 0 for _, b in pairs)}
+
+
 def summarise(scenarios, servers, runs):
-    """Medians per scenario and server; ratios pair by pair, then medians."""
+    """Medians per scenario and server (and their spread over the repetitions);
+    ratios pair by pair, then medians."""
     out = []
     for scenario in scenarios:
         ok = [r for r in runs if r["scenario"] == scenario.name and "error" not in r]
@@ -378,31 +536,66 @@ def summarise(scenarios, servers, runs):
             mine = [r for r in ok if r["server"] == server]
             if not mine:
                 continue
-            entry = {"runs": len(mine)}
-            for key in ("value", "p50_us", "p99_us", "cpu_per_op_us", "server_cpu",
-                        "client_cpu", "server_core", "client_core"):
-                values = [r[key] for r in mine if r[key] is not None]
+            entry = {"runs": len(mine), "spread": {}}
+            for key in FIGURES:
+                values = [r[key] for r in mine if r.get(key) is not None]
                 entry[key] = statistics.median(values) if values else None
+                if key in RATIOS and values:
+                    entry["spread"][key] = [min(values), max(values)]
+            agreed = sorted({r["tls"] for r in mine if "tls" in r})
+            if agreed:
+                entry["tls"] = ", ".join(agreed)
             per_server[server] = entry
         ratios = {}
+        refs = REFERENCES + ((STREAMS,) if scenario.framed else ())
         for server in servers:
-            for ref in REFERENCES:
+            for ref in refs:
                 if ref == server or ref not in servers:
                     continue
-                pairs = [(a, b) for a in ok for b in ok
-                         if a["server"] == server and b["server"] == ref
-                         and a["rep"] == b["rep"]]
-                if not pairs:
-                    continue
-                ratios.setdefault(server, {})[ref] = {
-                    key: statistics.median(a[key] / b[key] for a, b in pairs)
-                    for key in ("value", "cpu_per_op_us") if all(b[key] > 0 for _, b in pairs)
-                }
+                ratio = pair_ratios([r for r in ok if r["server"] == server],
+                                    [r for r in ok if r["server"] == ref])
+                if ratio:
+                    ratios.setdefault(server, {})[ref] = ratio
         out.append({"name": scenario.name, "title": scenario.title,
-                    "unit": scenario.unit, "op": scenario.op,
+                    "unit": scenario.unit, "op": scenario.op, "tls": scenario.tls,
                     "lower_is_better": scenario.lower_is_better,
                     "servers": per_server, "ratios": ratios})
     return out
+
+
+def same_server_ratios(pairs, servers, runs, keys):
+    """For each (scenario, baseline) of `pairs` that both ran, each server's
+    figures in the scenario over its own in the baseline, pairs of the same
+    repetition (then the median); the two names under `keys`."""
+    ok = [r for r in runs if "error" not in r]
+    out = []
+    for name, baseline in pairs:
+        for server in servers:
+            ratio = pair_ratios(
+                [r for r in ok if r["server"] == server and r["scenario"] == name],
+                [r for r in ok if r["server"] == server and r["scenario"] == baseline])
+            if ratio:
+                out.append({keys[0]: name, keys[1]: baseline, "server": server, **ratio})
+    return out
+
+
+def tls_costs(servers, runs):
+    """What TLS costs each server: for each pair of TLS_PAIRS that both ran,
+    the TLS scenario's figures over the plaintext one's, same server and
+    repetition (then the median)."""
+    return same_server_ratios(TLS_PAIRS, servers, runs, ("tls", "plaintext"))
+
+
+def write_costs(servers, runs):
+    """What three writes per answer cost each server: multiwrite's figures
+    over the one-write ping-pong's (WRITE_PAIRS), same server and repetition."""
+    return same_server_ratios(WRITE_PAIRS, servers, runs, ("multiwrite", "pingpong"))
+
+
+def streams_ratios(summary):
+    """The framed scenarios' ratios to asyncio streams, one row per server."""
+    return [{"scenario": e["name"], "server": server, **ratio[STREAMS]}
+            for e in summary for server, ratio in e["ratios"].items() if STREAMS in ratio]
 
 
 def fmt(x):
@@ -414,59 +607,145 @@ def fmt(x):
     return f"{x:.1f}" if abs(x) >= 10 else f"{x:.2f}"
 
 
+def fmt_ratio(x):
+    if x is None:
+        return "-"
+    return f"{x:.2f}x" if x < 10 else f"{x:.1f}x" if x < 100 else f"{x:,.0f}x"
+
+
 def percent(x):
     return "-" if x is None else f"{x:.0%}"
 
 
 def cores_text(f):
-    return f"{percent(f['server_core'])}/{percent(f['client_core'])}"
+    def bare(x):
+        return "-" if x is None else f"{x * 100:.0f}"
+    return f"{bare(f['server_core'])}/{bare(f['client_core'])}"
 
 
-def ratio_text(ratio):
-    if not ratio:
-        return ""
-    value, cpu = ratio.get("value"), ratio.get("cpu_per_op_us")
-    return (f"{'-' if value is None else f'{value:.2f}x'} "
-            f"cpu {'-' if cpu is None else f'{cpu:.2f}x'}")
+WIDTH = 100  # every line of the table fits this many columns
+LABELS = {"uvloop": "uvloop", "c": "C"}
 
 
-def table(summary, meta):
-    head = (f"ngi benchmarks, {meta['date']}: {meta['repeat']} repetition(s) x "
-            f"{meta['duration']} s, {meta['pinning']}; 1-minute load average "
-            "{:.1f} before, {:.1f} after".format(*meta["load_average"]))
-    columns = ["scenario", "server", "value", "unit", "p50 us", "p99 us",
-               "CPU/op us", "srv CPU", "cores", "vs uvloop", "vs C"]
-    rows = []
+def columns(rows, right, groups=None):
+    """Rows of cells as aligned lines, indented by 2 (cells in `right`
+    right-aligned), two spaces apart, or one if that is too wide.  `groups`:
+    (label, first column, last column), a line of labels above the rows,
+    each right-aligned over its columns."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for sep in ("  ", " "):
+        lines = ["  " + sep.join(c.rjust(w) if i in right else c.ljust(w)
+                                 for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+                 for row in rows]
+        if max(map(len, lines)) <= WIDTH:
+            break
+    if groups is not None:
+        above = ""
+        for label, first, last in groups:
+            end = 2 + sum(widths[:last + 1]) + len(sep) * last
+            above = above.ljust(end - len(label) - 1) + " " + label
+        lines.insert(0, above.rstrip())
+    return lines
+
+
+def small_table(title, rows, names):
+    """A heading and rows of (server, "A / B", value ratio, CPU/op ratio)."""
+    cells = [["server", names, "throughput", "CPU/op"]]
+    for server, pair, r in rows:
+        cells.append([server, pair, fmt_ratio(r.get("value")),
+                      fmt_ratio(r.get("cpu_per_op_us"))])
+    cells.append(["", "better:", "higher", "lower"])
+    return ["", *textwrap.wrap(title, WIDTH), *columns(cells, right={2, 3})]
+
+
+def table(summary, meta, costs=(), writes=()):
+    """The report: one block of rows per scenario, ratios to the references,
+    then the ratios to asyncio streams, what TLS and three writes cost, and
+    the notes; no line longer than WIDTH."""
+    a, b = meta["load_average"]
+    lines = [f"ngi benchmarks, {meta['date']}, {meta['mode']}: {meta['repeat']} "
+             f"repetition(s) x {meta['duration']} s",
+             f"{meta['pinning']}; 1-minute load average {a:.1f} before, {b:.1f} after", ""]
+    header = ["server", "value", "p50 us", "p99 us", "CPU/op us", "srv CPU", "cores %"]
+    better = [""] * (len(header) - 1) + ["better:"]
+    groups = []
+    refs = [ref for ref in REFERENCES if ref in meta["servers"]]  # those that ran
+    for ref in refs:
+        groups.append((f"vs {LABELS[ref]}", len(header), len(header) + 1))
+        header += ["value", "CPU/op"]
+        better += ["higher", "lower"]
+    if not refs:
+        better = [""] * len(header)
+    rows, blocks = [header, better], []
     for entry in summary:
-        for server, f in entry["servers"].items():
+        blocks.append(len(rows))
+        scenario = SCENARIOS_BY_NAME.get(entry["name"])
+        for server in meta["servers"]:
+            if scenario is not None and not serves(server, scenario):
+                continue
+            f = entry["servers"].get(server)
+            if f is None:
+                rows.append([server, "failed"] + [""] * (len(header) - 2))
+                continue
             ratio = entry["ratios"].get(server, {})
-            rows.append([
-                entry["name"], server, fmt(f["value"]), entry["unit"],
-                fmt(f["p50_us"]), fmt(f["p99_us"]),
-                f"{fmt(f['cpu_per_op_us'])}/{entry['op']}",
-                f"{f['server_cpu']:.0%}", cores_text(f),
-                *(ratio_text(ratio.get(ref)) for ref in REFERENCES)])
-    widths = [max(len(str(row[i])) for row in [columns] + rows) for i in range(len(columns))]
-    right = {2, 4, 5, 6, 7, 8}
-    lines = [head, ""]
-    for row in [columns] + rows:
-        lines.append("  ".join(str(c).rjust(w) if i in right else str(c).ljust(w)
-                               for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+            row = [server, fmt(f["value"]), fmt(f["p50_us"]), fmt(f["p99_us"]),
+                   fmt(f["cpu_per_op_us"]), percent(f["server_cpu"]), cores_text(f)]
+            for ref in refs:
+                r = ratio.get(ref)
+                row += ["", ""] if not r else [fmt_ratio(r.get("value")),
+                                               fmt_ratio(r.get("cpu_per_op_us"))]
+            rows.append(row)
+    body = columns(rows, right=set(range(1, len(header))), groups=groups)
+    lines += body[:3]
+    blocks = [b + 1 for b in blocks]  # the line of groups came first
+    for i, entry in enumerate(summary):
+        direction = ("lower is better, its value ratios too" if entry["lower_is_better"]
+                     else "higher is better")
+        lines.append(f"{entry['name']}: {entry['title']}; {entry['unit']}, {direction}")
+        end = blocks[i + 1] if i + 1 < len(blocks) else len(body)
+        lines += body[blocks[i]:end]
+    vs_streams = streams_ratios(summary)
+    if vs_streams:
+        lines += small_table(
+            "vs asyncio streams: a framed scenario's figures over asyncio streams', "
+            "same repetition",
+            [(r["server"], r["scenario"], r) for r in vs_streams], "scenario")
+    if costs:
+        lines += small_table(
+            "TLS/plaintext: a TLS scenario's figures over the plaintext one's, "
+            "same server and repetition",
+            [(c["server"], f"{c['tls']} / {c['plaintext']}", c) for c in costs], "scenarios")
+    if writes:
+        lines += small_table(
+            "three writes/one write: multiwrite's figures over ping-pong's, same server "
+            "and repetition",
+            [(c["server"], f"{c['multiwrite']} / {c['pingpong']}", c) for c in writes],
+            "scenarios")
+    agreed = sorted({f["tls"] for e in summary for f in e["servers"].values() if "tls" in f})
+    if agreed:
+        lines += ["", "TLS as agreed by the load generator: " + "; ".join(agreed)]
+    for name, reason in meta.get("unavailable", {}).items():
+        lines += textwrap.wrap(f"not run: {name}: {reason}", WIDTH,
+                               subsequent_indent="  ")
     lines += ["", LEGEND]
     return "\n".join(lines)
 
 
 LEGEND = """\
 value: throughput; for idle-10k, the server's RSS growth per connection (lower is better).
-CPU/op: the server process's CPU time per request, MiB or connection (kernel softirq
-  time spent on its behalf is not charged to it, the same for every server).
+CPU/op: the server process's CPU time per request, MiB, connection, handshake (hs) or record
+  (rec); kernel softirq time spent on its behalf is not charged to it, the same for all.
+rec: a line or length-prefixed record (lines-, sized-); p50/p99 there are of a batch of 16.
 srv CPU: the server process's share of one CPU while measuring.
-cores: how busy the server's core / the client's core was (all causes); a client core
-  near 100% means the client, not the server, was the limit.
-vs uvloop, vs C: value ratio, then CPU/op ratio; medians of same-repetition pairs."""
+cores %: how busy the server's core / the client's core was (all causes); a client core
+  near 100 means the client, not the server, was the limit.
+vs uvloop, vs C: the server's value and CPU/op over the reference's (over TLS, C is the C
+  TLS server), medians of same-repetition pairs; "better:" says which way is better.
+  vs asyncio streams (lines-, sized-), after the table, the same way."""
 
 
-def plot(summary, path):
+def plot(summary, path, meta):
+    """Draw the figures into the PNG file `path`; False if matplotlib is missing."""
     try:
         import matplotlib
         matplotlib.use("Agg")
@@ -475,23 +754,50 @@ def plot(summary, path):
         print("ngi bench: --plot needs matplotlib (pip install 'ngi[bench]'); "
               "no plot written", file=sys.stderr)
         return False
-    metrics = [("value", "{unit}"), ("cpu_per_op_us", "server CPU, us/{op}")]
-    fig, axes = plt.subplots(len(metrics), len(summary), squeeze=False,
-                             figsize=(2.6 * len(summary), 3.0 * len(metrics)))
-    for column, entry in enumerate(summary):
-        names = list(entry["servers"])
-        colours = ["tab:red" if n == "ngi" else "tab:gray" for n in names]
-        for row, (key, label) in enumerate(metrics):
-            ax = axes[row][column]
-            ax.bar(names, [entry["servers"][n][key] for n in names], color=colours)
-            ax.set_title(entry["name"], fontsize=9)
-            better = "lower" if key != "value" or entry["lower_is_better"] else "higher"
-            ax.set_ylabel(f"{label.format(**entry)} ({better} is better)", fontsize=8)
-            ax.tick_params(labelsize=7)
-    fig.tight_layout()
+    fig = figure(summary, meta)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
+
+
+def figure(summary, meta):
+    """Bars of the medians, error bars from the lowest to the highest
+    repetition; a title with the date and the mode.  (matplotlib's Agg.)"""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    metrics = [("value", "{unit}"), ("cpu_per_op_us", "server CPU, us/{op}")]
+    per_row = max(1, min(len(summary), 6))
+    blocks = -(-len(summary) // per_row)
+    fig, axes = plt.subplots(len(metrics) * blocks, per_row, squeeze=False,
+                             figsize=(2.6 * per_row, 3.0 * len(metrics) * blocks + 0.7))
+    for index, entry in enumerate(summary):
+        block, column = divmod(index, per_row)
+        names = list(entry["servers"])
+        colours = ["tab:red" if n == "ngi" else "tab:gray" for n in names]
+        for row, (key, label) in enumerate(metrics):
+            ax = axes[block * len(metrics) + row][column]
+            medians = [entry["servers"][n][key] for n in names]
+            spreads = [entry["servers"][n]["spread"].get(key, (m, m))
+                       for n, m in zip(names, medians)]
+            errors = [[m - lo for m, (lo, _) in zip(medians, spreads)],
+                      [hi - m for m, (_, hi) in zip(medians, spreads)]]
+            ax.bar(names, medians, color=colours, yerr=errors if names else None,
+                   capsize=3, error_kw={"elinewidth": 1})
+            ax.set_title(entry["name"] if names else f"{entry['name']} (no result)",
+                         fontsize=9)
+            better = "lower" if key != "value" or entry["lower_is_better"] else "higher"
+            ax.set_ylabel(f"{label.format(**entry)} ({better} is better)", fontsize=8)
+            ax.tick_params(labelsize=7)
+    for index in range(len(summary), blocks * per_row):
+        block, column = divmod(index, per_row)
+        for row in range(len(metrics)):
+            axes[block * len(metrics) + row][column].axis("off")
+    fig.suptitle(f"ngi bench, {meta['date']}, {meta['mode']}: medians of "
+                 f"{meta['repeat']} repetition(s) x {meta['duration']} s; "
+                 "error bars: min..max over the repetitions", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+    return fig
 
 
 def markdown(text, meta):
@@ -529,10 +835,11 @@ def parse_args(argv):
         prog="ngi bench", description=__doc__.split("\n\n")[3],
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
-                        help="0.5 s per run: the whole run in about a minute "
+                        help="0.5 s per run: the whole run in about two minutes "
                              "(figures are rougher)")
-    parser.add_argument("--servers", default=",".join(ALL_SERVERS),
-                        help="comma-separated, from %(default)s")
+    parser.add_argument("--servers", default=",".join(DEFAULT_SERVERS),
+                        help="comma-separated, from " + ", ".join(ALL_SERVERS)
+                             + " (default %(default)s)")
     parser.add_argument("--scenarios", default=",".join(SCENARIO_NAMES),
                         help="comma-separated, from " + ", ".join(SCENARIO_NAMES))
     parser.add_argument("--repeat", type=int, help="repetitions (default 3)")
@@ -574,7 +881,7 @@ def main(argv=None) -> int:
     options = parse_args(argv)
     servers = available_servers(options.server_list)
     scenarios = [s for s in SCENARIOS if s.name in options.scenario_list]
-    if not servers or not scenarios:
+    if not any(serves(v, s) for s in scenarios for v in servers):
         print("ngi bench: nothing to run", file=sys.stderr)
         return 2
     limit = raise_descriptor_limit()
@@ -589,6 +896,23 @@ def main(argv=None) -> int:
     cpus = sorted(os.sched_getaffinity(0))
     options.server_cpu, options.client_cpu = (cpus[0], cpus[1]) if len(cpus) > 1 else (None, None)
     tools = {"loadgen": build("loadgen"), "echo_server": build("echo_server")}
+    unavailable = {}
+    cert_dir = None
+    if any(s.tls for s in scenarios):
+        try:
+            tools.update(build_tls())
+            cert_dir = tempfile.mkdtemp(prefix="tls-", dir=build_dir())
+            tools["certificate"] = make_certificate(cert_dir)
+        except Unavailable as e:
+            if cert_dir:
+                shutil.rmtree(cert_dir, ignore_errors=True)
+                cert_dir = None
+            print(f"ngi bench: the TLS scenarios are unavailable here: {e}", file=sys.stderr)
+            unavailable = {s.name: str(e).splitlines()[0] for s in scenarios if s.tls}
+            scenarios = [s for s in scenarios if not s.tls]
+            if not scenarios:
+                print("ngi bench: nothing else to run", file=sys.stderr)
+                return 2
 
     on_terminal = sys.stderr.isatty()
 
@@ -614,20 +938,27 @@ def main(argv=None) -> int:
     finally:
         procs.stop_all()
         signal.signal(signal.SIGTERM, on_term)
+        if cert_dir:
+            shutil.rmtree(cert_dir, ignore_errors=True)
 
     summary = summarise(scenarios, servers, runs)
+    costs = tls_costs(servers, runs)
+    writes = write_costs(servers, runs)
     meta = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(), "command": command_line(argv),
+        "mode": "--quick" if options.quick else "full run",
         "repeat": options.repeat, "duration": options.duration,
         "idle_connections": options.idle_connections, "servers": servers,
         "pinning": (f"server on CPU {options.server_cpu}, client on CPU {options.client_cpu}"
                     if options.server_cpu is not None else "no pinning (1 CPU)"),
         "load_average": [load_before, os.getloadavg()[0]],
+        "unavailable": unavailable,
     }
     errors = [r for r in runs if "error" in r]
-    report = {"meta": meta, "scenarios": summary, "runs": runs}
-    text = table(summary, meta)
+    report = {"meta": meta, "scenarios": summary, "tls_vs_plaintext": costs,
+              "multiwrite_vs_pingpong": writes, "runs": runs}
+    text = table(summary, meta, costs, writes)
     if options.json == "-":
         print(text, file=sys.stderr)
         json.dump(report, sys.stdout, indent=1)
@@ -638,7 +969,7 @@ def main(argv=None) -> int:
             Path(options.json).write_text(json.dumps(report, indent=1) + "\n")
     if options.markdown:
         Path(options.markdown).write_text(markdown(text, meta))
-    if options.plot and plot(summary, options.plot):
+    if options.plot and plot(summary, options.plot, meta):
         print(f"ngi bench: plot written to {options.plot}", file=sys.stderr)
     if errors:
         print(f"ngi bench: {len(errors)} run(s) failed:", file=sys.stderr)

@@ -16,6 +16,8 @@ exclude_patterns = ["_build"]
 autodoc_member_order = "bysource"
 autodoc_default_options = {"members": True}
 autodoc_typehints = "none"
+# ngi.testing.conformance is a pytest suite; the docs extra has no pytest.
+autodoc_mock_imports = ["pytest"]
 
 html_theme = "alabaster"
 html_title = f"ngi {version}"

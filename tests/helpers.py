@@ -34,6 +34,19 @@ def wait_for(predicate, timeout=10.0, what="condition"):
         time.sleep(0.002)
 
 
+def read_exactly(sock, size, timeout=10.0):
+    """Read ``size`` bytes from a blocking socket, or what came before
+    its end."""
+    sock.settimeout(timeout)
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(max(size - len(data), 1))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 class Recorder:
     """A client and connection handler that records every call, in order.
 

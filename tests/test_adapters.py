@@ -1,4 +1,9 @@
-"""Tests for ngi.adapters: Base, Lines and Sized, over ngi.testing."""
+"""Tests for ngi.adapters: Base, Lines and Sized, over ngi.testing.
+
+(What the framing adapters do over every implementation, switching
+handlers, closing, limits and nesting among it, is in
+test_framed_adapters.py.)
+"""
 from __future__ import annotations
 
 import array
@@ -151,23 +156,6 @@ def test_handle_exception_is_forwarded_for_writelines_errors():
     assert str(exception) == "boom"
 
 
-def test_switching_handlers_takes_effect_for_the_next_record():
-    adapter = Lines(ngi.testing.Connection())
-    second = Recorder()
-
-    class First(Recorder):
-        def handle_input(self, connection, data):
-            super().handle_input(connection, data)
-            connection.set_handler(second)
-
-    first = First()
-    adapter.set_handler(first)
-    adapter.connection.test_input(b"one\ntwo\nthr")
-    adapter.connection.test_input(b"ee\n")
-    assert first.inputs == [b"one"]
-    assert second.inputs == [b"two", b"three"]
-
-
 def test_switching_handlers_with_sized():
     adapter = Sized(ngi.testing.Connection())
     second = Recorder()
@@ -182,33 +170,6 @@ def test_switching_handlers_with_sized():
     adapter.connection.test_input(sized(b"one", b"two", b"three"))
     assert first.inputs == [b"one"]
     assert second.inputs == [b"two", b"three"]
-
-
-@pytest.mark.parametrize("adapter_class", [Lines, Sized])
-def test_no_records_after_the_application_closed(adapter_class):
-    adapter = adapter_class(ngi.testing.Connection())
-    got = []
-
-    class Quitter:
-        def handle_input(self, connection, data):
-            got.append(data)
-            if data == b"quit":
-                connection.close()
-
-    adapter.set_handler(Quitter())
-    if adapter_class is Lines:
-        adapter.connection.test_input(b"a\nquit\nb\n")
-    else:
-        adapter.connection.test_input(sized(b"a", b"quit", b"b"))
-    assert got == [b"a", b"quit"]
-
-
-def test_adapters_nest():
-    connection = ngi.testing.Connection()
-    app = Recorder()
-    Lines(Sized(connection)).set_handler(app)
-    connection.test_input(sized(b"a\nb", b"c\n"))
-    assert app.inputs == [b"a", b"bc"]
 
 
 # Bad input ----------------------------------------------------------------
@@ -444,10 +405,10 @@ def test_lines_over_max_line_close_with_line_too_long():
 def test_lines_partial_line_over_the_limit_is_refused_before_its_end():
     adapter, app, peer = adapted(lambda c: Lines(c, max_line=8))
     adapter.connection.test_input(b"12345")
-    assert app.closes == [] and adapter._buffered == 5
+    assert app.closes == [] and adapter.buffered == 5
     adapter.connection.test_input(b"6789")  # 9 bytes, no newline yet
     assert isinstance(app.closes[0], LineTooLong)
-    assert adapter._buffered == 0  # nothing kept beyond the limit
+    assert adapter.buffered == 0  # nothing kept beyond the limit
 
 
 def test_lines_exactly_max_line_is_fine():
@@ -464,7 +425,7 @@ def test_sized_prefix_over_max_size_is_refused_without_buffering():
     [reason] = app.closes
     assert isinstance(reason, MessageTooLarge) and isinstance(reason, ValueError)
     assert "max_size=100" in str(reason)
-    assert not adapter and adapter._got == 0
+    assert not adapter and adapter.buffered == 0
 
 
 def test_sized_record_of_exactly_max_size_is_fine():

@@ -1,6 +1,7 @@
 """The lowest layer of the core: the poller (epoll or kqueue), the waker, the loop."""
 import os
 import socket
+import sys
 import threading
 import time
 
@@ -72,6 +73,23 @@ def test_poller_wait_times_out(poller):
     start = time.monotonic()
     assert poller.poll(0.05) == []
     assert time.monotonic() - start >= 0.04
+
+
+def test_poller_wait_outlasts_a_signal(poller):
+    """A signal (EINTR) does not cut the wait short: it waits on for what
+    is left of the timeout, after the signal's handler has run."""
+    import signal
+    seen = []
+    old = signal.signal(signal.SIGALRM, lambda *args: seen.append(args))
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.02)
+        start = time.monotonic()
+        assert poller.poll(0.2) == []
+        assert time.monotonic() - start >= 0.19
+        assert seen  # the handler ran
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
 
 
 def test_poller_errors_are_oserrors(poller, pair):
@@ -280,4 +298,23 @@ def test_timers_cancelled_from_many_threads_at_once_are_released_once():
     assert all(t.cancelled for t in timers) and not keep.cancelled
     assert loop.run(5) is True
     assert fired == ["kept"] and loop.active == 0
+    loop.close()
+
+
+def test_a_heap_of_mostly_cancelled_timers_is_rebuilt_without_them():
+    # A TLS handshake bound per connection is cancelled at once, and would
+    # otherwise stay in the heap (memory, and log n per push) until its time.
+    loop = _core.Loop()
+    fired = []
+    timers = [loop.call_later(600, fired.append, i) for i in range(3000)]
+    keep = loop.call_later(0.05, fired.append, "kept")
+    assert loop.run(0) is False  # the timers are on the heap now
+    held = sys.getrefcount(timers[0])  # ours, the heap's, the argument
+    for t in timers:
+        t.cancel()
+    assert loop.run(5) is True
+    assert fired == ["kept"]
+    now = sys.getrefcount(timers[0])  # (outside the rewritten assert)
+    assert now == held - 1  # the heap let go
+    assert not keep.cancelled
     loop.close()

@@ -19,7 +19,7 @@ import pytest
 import ngi.net
 import ngi.testing
 
-from helpers import wait_for
+from helpers import read_exactly, wait_for
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
@@ -281,6 +281,42 @@ def test_http_status_and_connection(request_bytes, status, closes):
     assert (b"Connection: close" in responses) == (closes and b"HTTP/1.0" not in request_bytes)
 
 
+class Output:
+    def __init__(self):
+        self.data = b""
+
+    def handle_input(self, connection, data):
+        self.data += data
+
+
+def through_the_handler(stream, pieces=1):
+    """What `httpserver.server` (framed by the core) answers to
+    ``stream`` on an ngi.testing connection, and whether it closed."""
+    connection = ngi.testing.Connection()
+    output = Output()
+    connection.peer.set_handler(output)
+    httpserver.server(connection)
+    size = -(-len(stream) // pieces)
+    for start in range(0, len(stream), size):
+        if connection.closed:
+            break
+        connection.test_input(stream[start:start + size])
+    return output.data, bool(connection.closed)
+
+
+@pytest.mark.parametrize("stream", [
+    GET + b"POST /echo HTTP/1.1\r\nContent-Length: 14\r\n\r\nbody\r\n\r\nand more" + GET,
+    GET * 3 + b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n" + GET,
+    b"GET / HTTP/1.1\r\nX: " + b"y" * httpserver.MAX_HEAD,
+    b"garbage\r\n\r\n" + GET,
+    b"POST /echo HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n",
+])
+@pytest.mark.parametrize("pieces", [1, 7])
+def test_the_framed_handler_answers_as_feed_does(stream, pieces):
+    expected, closes = httpserver.Requests().feed(stream)
+    assert through_the_handler(stream, pieces) == (expected, closes)
+
+
 def test_http_over_ngi_net(impl):
     listener = impl.listener(None, httpserver.server)
     try:
@@ -387,6 +423,89 @@ def test_kv_protocol_error_closes():
     connection.test_input(b"*1\r\n:5\r\n")
     assert replies.data.startswith(b"-ERR Protocol error")
     assert not connection
+
+
+def test_kv_fetch_without_an_upstream_is_an_error_reply():
+    replies = _Collect()
+    connection = ngi.testing.Connection(peer_handler=replies)
+    kv.Server()(connection)
+    connection.test_input(resp(b"FETCH", b"k") + resp(b"FETCH") + b"PING\r\n")
+    assert replies.data == (b"-ERR no upstream configured\r\n"
+                            b"-ERR wrong number of arguments for 'fetch' command\r\n"
+                            b"+PONG\r\n")
+
+
+@pytest.fixture
+def kv_pair():
+    """An upstream kv server holding b"k" and a front one whose FETCH asks
+    it, both on ngi.net over loopback, the front's bridge on its own
+    asyncio loop."""
+    import ngi.aio
+    impl = ngi.net.Implementation(name="kv-fetch")
+    upstream = kv.Server()
+    upstream.store.data[b"k"] = b"from upstream"
+    up = impl.listener(None, upstream)
+    bridge = ngi.aio.Bridge()
+    front = kv.Server(upstream=up.address, bridge=bridge)
+    listener = impl.listener(None, front)
+    yield front, listener, up
+    listener.close()
+    up.close()
+    bridge.close()
+    impl.wait(10)
+
+
+def test_kv_fetch_asks_the_upstream_through_asyncio_in_order(kv_pair):
+    front, listener, up = kv_pair
+    request = (resp(b"SET", b"a", b"1") + resp(b"FETCH", b"k")
+               + resp(b"GET", b"k") + resp(b"FETCH", b"missing") + b"PING\r\n")
+    expected = (b"+OK\r\n$13\r\nfrom upstream\r\n$13\r\nfrom upstream\r\n"
+                b"$-1\r\n+PONG\r\n")
+    with socket.create_connection(listener.address, 10) as sock:
+        sock.sendall(request)  # pipelined: the replies keep their order
+        assert read_exactly(sock, len(expected)) == expected
+    assert front.store.data[b"k"] == b"from upstream"  # kept
+
+
+def test_kv_fetch_from_an_upstream_that_is_gone_is_an_error_reply(kv_pair):
+    front, listener, up = kv_pair
+    front.upstream = ("127.0.0.1", free_port())  # nobody listens there
+    with socket.create_connection(listener.address, 10) as sock:
+        sock.sendall(resp(b"FETCH", b"k") + b"PING\r\n")
+        reply = recv_until(sock, b"+PONG\r\n")
+    assert reply.startswith(b"-ERR upstream: ") and reply.endswith(b"+PONG\r\n")
+
+
+def test_kv_fetch_is_cancelled_when_the_client_goes_away(kv_pair):
+    front, listener, up = kv_pair
+    asked, gone = [], []
+
+    class Silent:  # an upstream that reads the request and never answers
+        def handle_input(self, connection, data):
+            asked.append(data)
+
+        def handle_close(self, connection, reason):
+            gone.append(reason)
+
+    impl = ngi.net.Implementation(name="kv-silent")
+    silent = impl.listener(None, lambda c: c.set_handler(Silent()))
+    front.upstream = silent.address
+    try:
+        with socket.create_connection(listener.address, 10) as sock:
+            sock.sendall(resp(b"FETCH", b"k"))
+            deadline = time.monotonic() + 10
+            while not asked:
+                assert time.monotonic() < deadline, "the upstream was not asked"
+                time.sleep(0.01)
+        # The client left: the asyncio call is cancelled, and its connection
+        # to the upstream closed (fetch's finally), long before its timeout.
+        deadline = time.monotonic() + kv.FETCH_TIMEOUT / 2
+        while not gone:
+            assert time.monotonic() < deadline, "the fetch was not cancelled"
+            time.sleep(0.01)
+    finally:
+        silent.close()
+        impl.wait(10)
 
 
 class _Collect:

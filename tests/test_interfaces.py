@@ -3,13 +3,18 @@ the protocols checked at runtime against the objects both implementations
 (ngi.testing and ngi.net) and the adapters make."""
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 import ngi.adapters
+import ngi.blocking
+import ngi.interfaces
 import ngi.net
 import ngi.testing
 from ngi.interfaces import (
     ConnectionClosed, ConnectionFailed, ICloseHandler, IClientConnectHandler,
+    IDrainHandler, IHandshakeHandler,
     IConnection, IConnectionHandler, IExceptionHandler, IFlowControlHandler,
     IImplementation, IListener, IServer, IServerConnection,
     IThreadedImplementation, ITimer, IUDPHandler, IUDPListener, Timeout)
@@ -40,7 +45,7 @@ def test_the_other_exceptions_are_independent():
 CONNECTION = ["peer_address", "__bool__", "set_handler", "write",
               "writelines", "close", "abort", "write_buffer_size",
               "set_write_limits", "get_write_limits", "pause_reading",
-              "resume_reading", "reading"]
+              "resume_reading", "reading", "ssl_object", "start_tls"]
 IMPLEMENTATION = ["connect", "listener", "udp", "udp_listener", "call_later"]
 
 
@@ -57,6 +62,8 @@ IMPLEMENTATION = ["connect", "listener", "udp", "udp_listener", "call_later"]
     (ICloseHandler, ["handle_close"]),
     (IExceptionHandler, ["handle_exception"]),
     (IFlowControlHandler, ["handle_pause_writing", "handle_resume_writing"]),
+    (IDrainHandler, ["handle_drain"]),
+    (IHandshakeHandler, ["handle_handshake"]),
 ], ids=lambda value: getattr(value, "__name__", ""))
 def test_protocol_members(protocol, members):
     # So that narrowing a protocol fails here, not only in the
@@ -167,6 +174,7 @@ def test_net_udp_listener_and_timer(impl):
 def test_adapters_are_connections(adapter_class):
     adapter = adapter_class(ngi.testing.Connection())
     assert isinstance(adapter, IConnection)
+    assert adapter.ssl_object is None  # plaintext, passed through
     adapter.set_handler(Recorder())
     assert adapter.get_write_limits() == (64 * 1024, 16 * 1024)
     adapter.set_write_limits(100)
@@ -222,3 +230,28 @@ def test_application_protocols_check_the_required_methods():
     assert isinstance(lambda connection: None, IServer)
     assert isinstance(lambda address, data: None, IUDPHandler)
     assert not isinstance(42, IServer)
+
+
+def test_the_exceptions_fit_pythons_hierarchy():
+    assert issubclass(ngi.interfaces.Timeout, TimeoutError)
+    assert issubclass(ngi.interfaces.ConnectionFailed, ConnectionError)
+    assert issubclass(ngi.blocking.ConnectionTimeout, TimeoutError)
+    assert issubclass(ngi.blocking.ConnectionTimeout, ConnectionError)
+    # Same names and messages: str() is the reason given, as before.
+    refused = ConnectionRefusedError(111, "Connection refused")
+    error = ngi.interfaces.ConnectionFailed(refused)
+    assert str(error) == "[Errno 111] Connection refused"
+    assert error.args == (refused,) and error.errno is None
+    assert str(ngi.interfaces.Timeout("too slow")) == "too slow"
+    assert ngi.interfaces.Timeout.__name__ == "Timeout"
+
+
+def test_except_oserror_catches_a_refused_blocking_connect():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        address = s.getsockname()  # nothing listens there once closed
+    with pytest.raises(OSError) as info:
+        ngi.blocking.connect(address, timeout=10)
+    assert isinstance(info.value, ngi.interfaces.ConnectionFailed)
+    assert "refused" in str(info.value).lower()
+    ngi.net.wait(10)

@@ -85,6 +85,14 @@ def test_help_everywhere(command, tmp_path):
     (["serve", "no_such_module_here:x", "--bind", ":1"],
      "ngi serve: error: cannot import 'no_such_module_here'"),
     (["echo", "--bind", "[::1]"], "ngi echo: error: invalid address '[::1]'"),
+    (["echo", "--keyfile", "key.pem"],
+     "ngi echo: error: --keyfile and --cafile need --certfile"),
+    (["echo", "--certfile", "missing.pem"],
+     "ngi echo: error: cannot load the certificate from missing.pem: "),
+    (["serve", "examples.echo:server", "--bind", ":1", "--certfile",
+      "missing.pem", "--keyfile", "key.pem"],
+     "ngi serve: error: cannot load the certificate from missing.pem and "
+     "key.pem: "),
     (["echo", "extra"], "ngi: error: unrecognized arguments: extra"),
     (["demo", "--fast"], "ngi: error: unrecognized arguments: --fast"),
 ])

@@ -116,6 +116,91 @@ def test_eight_threads_writing_to_one_connection(impl):
         listener.close()
 
 
+def test_writev_parts_stay_together_among_other_threads_writes(impl):
+    """Each writev is one write: its parts never have another write
+    between them, from whichever thread (and the loop's own) it comes."""
+    listener = impl.listener(None, Echo)
+    client = Recorder()
+    per_thread, part = 300, 40
+    try:
+        impl.connect(listener.address, client)
+        assert client.settled.wait(5)
+        conn = client.connection
+
+        def writer(n):
+            for i in range(per_thread):
+                head = (b"<%d:%06d|" % (n, i)).ljust(part, b".")
+                body = memoryview(bytearray(b"%d" % n * part))  # bytes-like
+                if i % 3 == 0:  # some from the loop thread, outside a handler
+                    impl.call_from_thread(lambda h=head, b=bytes(body):
+                                          conn.writev([h, b, b">"]))
+                else:
+                    conn.writev((head, body, b">"))
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        total = 4 * per_thread * (2 * part + 1)
+        wait_for(lambda: sum(map(len, client.inputs)) >= total, 20, "echo")
+        data = client.data
+        assert len(data) == total
+        units = data.split(b">")[:-1]
+        assert len(units) == 4 * per_thread
+        for unit in units:
+            n = unit[1:2]
+            assert unit[part:] == n * part, unit  # head and body adjacent
+        for n in range(4):  # in order per thread, from the other threads
+            mine = [int(u[3:9]) for u in units if u[1:2] == b"%d" % n]
+            assert sorted(mine) == list(range(per_thread))
+            assert [i for i in mine if i % 3] == [
+                i for i in range(per_thread) if i % 3]
+        conn.close()
+    finally:
+        listener.close()
+
+
+def test_writev_in_a_handler_leaves_with_its_other_writes(impl):
+    class Framing:
+        def handle_input(self, connection, data):
+            connection.write(b"[")
+            connection.writev([b"%d:" % len(data), data])
+            connection.write(b"]")
+
+    listener = impl.listener(None, lambda c: c.set_handler(Framing()))
+    try:
+        with socket.create_connection(listener.address, timeout=10) as sock:
+            sock.sendall(b"hello")
+            reply = b""
+            while not reply.endswith(b"]"):
+                reply += sock.recv(100)
+            assert reply == b"[5:hello]"
+    finally:
+        listener.close()
+
+
+def test_writev_refuses_what_is_not_parts_and_a_closed_connection(impl):
+    listener = impl.listener(None, Echo)
+    client = Recorder()
+    try:
+        impl.connect(listener.address, client)
+        assert client.settled.wait(5)
+        conn = client.connection
+        with pytest.raises(TypeError, match=r"writev\(\) expects an iterable"):
+            conn.writev(b"one buffer")
+        with pytest.raises(TypeError, match=r"writev\(\)"):
+            conn.writev([b"ok", "text"])
+        conn.writev([])  # nothing: fine
+        conn.writev([b"", b"x"])
+        wait_for(lambda: client.data == b"x", 5, "the one byte")
+        conn.close()
+        with pytest.raises(ConnectionClosed):
+            conn.writev([b"late"])
+    finally:
+        listener.close()
+
+
 def test_close_right_after_a_big_write_delivers_everything(impl):
     payload = os.urandom(16 << 20)
 

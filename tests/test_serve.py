@@ -56,11 +56,12 @@ class Served:
     ``address`` is what it logged as ``listening on ...``.
     """
 
-    def __init__(self, args, cwd=None, wait_for="listening on", timeout=20):
+    def __init__(self, args, cwd=None, wait_for="listening on", timeout=20,
+                 new_session=False):
         self.process = subprocess.Popen(
             [sys.executable, "-m", "ngi", *args], cwd=cwd,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, text=True)
+            stderr=subprocess.PIPE, text=True, start_new_session=new_session)
         self.lines = []
         self.changed = threading.Condition()
         self.collector = threading.Thread(target=self._collect, daemon=True)

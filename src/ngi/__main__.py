@@ -56,11 +56,12 @@ def echo(args: argparse.Namespace) -> int:
     from ngi import serve
     try:
         address = cli.parse_bind(args.bind)
+        context = cli.server_tls(args.certfile, args.keyfile, args.cafile)
     except cli.UsageError as e:
         return _fail("ngi echo", e)
     _setup_logging()
     try:
-        return serve.serve(_Echo, address, grace=0)
+        return serve.serve(_Echo, address, grace=0, ssl=context)
     except OSError as e:
         print(f"ngi echo: cannot listen on {args.bind}: {e}", file=sys.stderr)
         return 1
@@ -76,13 +77,15 @@ def serve_command(args: argparse.Namespace) -> int:
         return _fail(prog, f"--grace must not be negative, not {args.grace}")
     try:
         address = cli.parse_bind(args.bind)
+        context = cli.server_tls(args.certfile, args.keyfile, args.cafile)
         server = cli.load_server(args.server)
     except cli.UsageError as e:
         return _fail(prog, e)
     _setup_logging(args.log_level)
     try:
         return serve.serve(server, address, workers=args.workers,
-                           grace=args.grace, shared_socket=args.shared_socket)
+                           grace=args.grace, shared_socket=args.shared_socket,
+                           ssl=context)
     except OSError as e:
         print(f"{prog}: cannot listen on {args.bind}: {e}", file=sys.stderr)
         return 1
@@ -163,10 +166,20 @@ def make_parser():
         p.set_defaults(func=func)
         return p
 
+    def tls_options(p):
+        p.add_argument("--certfile", metavar="FILE",
+                       help="serve TLS with this certificate (PEM; it may "
+                            "hold the key too)")
+        p.add_argument("--keyfile", metavar="FILE",
+                       help="the certificate's private key (PEM)")
+        p.add_argument("--cafile", metavar="FILE",
+                       help="require client certificates signed by these CAs")
+
     p = command("echo", echo, "an echo server (try it with nc or telnet)")
     p.add_argument("--bind", default=DEFAULT_ECHO_BIND, metavar="ADDR",
                    help="HOST:PORT, [V6HOST]:PORT or unix:PATH "
                         f"(default {DEFAULT_ECHO_BIND})")
+    tls_options(p)
 
     p = command("serve", serve_command, "run a server in production",
                 "Run MODULE:SERVER, a callable taking each new connection, "
@@ -186,6 +199,7 @@ def make_parser():
     p.add_argument("--shared-socket", action="store_true",
                    help="with --workers, accept from one inherited socket "
                         "instead of one SO_REUSEPORT socket per worker")
+    tls_options(p)
 
     # Listed here for --help; its arguments are parsed by benchmarks/run.py.
     command("bench", None, "run the benchmark suite (benchmarks/run.py)")

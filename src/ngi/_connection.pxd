@@ -21,16 +21,30 @@ cdef enum:
     F_READY = 2      # in Loop.ready
     F_HUNGUP = 4     # a hang-up was reported: read on to EOF
     F_MISSED = 8     # an input edge came while not reading: read when resumed
+    F_INSIDE = 16    # a handle_input call is under way: its writes are held
+                     # and leave together once it returns (TLS: encrypted
+                     # together)
+    F_HELD = 32      # that call wrote something (in `held` or the queue)
+
+
+cdef class TLS
+cdef class Framer
 
 
 cdef class Connection(Watcher):
     # Loop thread only.
     cdef object handler
     cdef object on_input          # handler.handle_input, bound once
+    cdef Framer framer            # the handler's framer when the handler is a
+    cdef object framed            # framed adapter of this connection (then
+                                  # `framed`), else None: see `give`
     cdef list queue               # bytes and iterators waiting; None when empty
+    cdef bytes held               # the one write of a handle_input call so far,
+                                  # or None; set only while `queue` is None
     cdef Py_ssize_t head          # index of the first unsent item in queue
     cdef Py_ssize_t offset        # bytes of queue[head] already sent
     cdef readonly object control  # the Listener that accepted it, or None
+    cdef TLS tls                  # its TLS layer, or None for plaintext
     # The loop thread writes, any thread reads (atomic).
     cdef Py_ssize_t queued        # bytes accepted and not yet sent
     cdef int state                # a State
@@ -50,9 +64,14 @@ cdef class Connection(Watcher):
     cdef int read(self) except -1
     cdef inline bint reading_now(self) noexcept
     cdef int mark_ready(self) except -1
+    cdef int give(self, const char *data, Py_ssize_t n) except -1
     cdef int end_of_input(self) except -1
     # Writing.
     cdef int send_now(self, bytes data) except -1
+    cdef int hold(self, bytes data) except -1
+    cdef int write_parts(self, list parts, Py_ssize_t total) except -1
+    cdef int send_held(self) except -1
+    cdef bytes joined_held(self)
     cdef int enqueue(self, object item) except -1
     cdef int flush(self) except -1
     cdef int pull(self, object iterator) except -1

@@ -24,6 +24,23 @@ cdef Connection new_connection(Loop loop, int fd, bint nodelay):
     return c
 
 
+cdef int log_close(Connection c, object reason) except -1:
+    """At DEBUG, log a connection's close and why (`lose`'s `reason`, or
+    what the state says when it is None); one check when DEBUG is off."""
+    logger = _server_log if c.control is not None else _client_log
+    if not logger.isEnabledFor(DEBUG):
+        return 0
+    if reason is None:
+        if atomic_load_int(&c.close_asked):
+            reason = "closed by the application"
+        elif c.state == OPEN:
+            reason = "dropped after a failure"
+        else:
+            reason = "closed"  # the peer's EOF, and the queue was sent since
+    logger.debug("connection from %r closed: %s", c.peer_address, reason)
+    return 0
+
+
 @cython.final
 cdef class Connection(Watcher):
     """A connected stream socket: NGI's `IConnection` over the core.
@@ -94,15 +111,30 @@ cdef class Connection(Watcher):
             atomic_add(&self.transit, -PyBytes_GET_SIZE(<bytes>arg))
             if self.state == CLOSED:
                 return 0
+            if self.tls is not None:
+                return self.tls.write(self, <bytes>arg)
             if self.queue is None:
                 return self.send_now(<bytes>arg)
             return self.enqueue(arg)
+        if op == OP_WRITEV:
+            total = sum([PyBytes_GET_SIZE(<bytes>b) for b in <list>arg])
+            atomic_add(&self.transit, -total)
+            if self.state != CLOSED:
+                self.write_parts(<list>arg, total)
+            return 0
         if op == OP_WRITELINES:
             if self.state != CLOSED:
                 self.enqueue(arg)
         elif op == OP_SET_HANDLER:
             self.handler = arg
             self.on_input = arg.handle_input
+            framer = getattr(arg, "_framer", None)
+            if type(framer) is Framer and getattr(arg, "connection", None) is self:
+                self.framer = <Framer>framer
+                self.framed = arg
+            else:
+                self.framer = None
+                self.framed = None
             if self.flags & F_MISSED:
                 self.mark_ready()  # input arrived while nobody read
         elif op == OP_CHECK_LIMITS:
@@ -120,6 +152,16 @@ cdef class Connection(Watcher):
         elif op == OP_LINGER_OVER:
             if self.state == LINGERING:
                 self.lose(None)
+        elif op == OP_SERVE:
+            if self.state != CLOSED:
+                serve_connection(arg, self)
+        elif op == OP_START_TLS:
+            begin_tls(self, arg[0], arg[1], arg[2], arg[3], arg[4], arg[5],
+                      arg[6])
+        elif op == OP_TLS_TIMEOUT:
+            if self.tls is not None and self.tls.phase == TLS_HANDSHAKING:
+                self.tls.handshake_failed(
+                    self, _tls.handshake_timed_out(self.tls.handshake_timeout))
         else:
             Watcher.perform(self, op, arg)
         return 0
@@ -139,6 +181,35 @@ cdef class Connection(Watcher):
 
     # -- reading ------------------------------------------------------------
 
+    cdef int give(self, const char *data, Py_ssize_t n) except -1:
+        """Hand input (in the loop's buffer) to the handler, inside its
+        F_INSIDE call: as one `bytes`, or, when the handler is a framed
+        adapter of this connection (``ngi.adapters``: it has `_framer`,
+        `_handler` and `_refuse`), as records cut here straight from the
+        buffer, each to the adapter's handler of the moment.
+
+        What the records get is what `_Framed.handle_input` gives them on
+        any other connection (ngi.testing): every record of this input,
+        until the application closes; then the framer's limit, if broken.
+        A handler's exception propagates to the caller.
+        """
+        cdef Framer framer = self.framer
+        cdef Py_ssize_t pos = 0
+        if framer is None:
+            self.on_input(self, PyBytes_FromStringAndSize(data, n))
+            return 0
+        adapter = self.framed
+        while True:
+            record = framer.next_record(data, n, &pos)
+            if record is None:
+                break
+            if not self.app_open():
+                return 0  # the application closed it; it wants no more
+            adapter._handler.handle_input(adapter, record)
+        if framer.error is not None and self.app_open():
+            adapter._refuse(framer.error)
+        return 0
+
     cdef inline bint reading_now(self) noexcept:
         return (self.on_input is not None and self.state == OPEN
                 and not atomic_load_int(&self.paused))
@@ -150,6 +221,8 @@ cdef class Connection(Watcher):
             return self.discard_input()
         if events & (NGI_RDHUP | NGI_HUP | NGI_ERR):
             self.flags |= F_HUNGUP
+        if self.tls is not None:
+            return self.tls.on_event(self, events)
         if self.queue is not None:
             self.flush()
             if self.fd < 0:
@@ -177,12 +250,18 @@ cdef class Connection(Watcher):
         for i in range(READS_PER_EVENT):
             n = recv(self.fd, loop.buf, loop.bufsize, 0)
             if n > 0:
-                data = PyBytes_FromStringAndSize(loop.buf, n)
+                self.flags |= F_INSIDE
                 try:
-                    self.on_input(self, data)
+                    self.give(loop.buf, n)
                 except Exception as e:
+                    self.flags &= ~(F_INSIDE | F_HELD)
                     self.handler_failed("handle_input", e)
                     return 0
+                self.flags &= ~F_INSIDE
+                if self.flags & F_HELD:
+                    self.send_held()  # what the call wrote, together
+                if self.tls is not None:
+                    return self.mark_ready()  # start_tls(): what follows is TLS
                 if not self.reading_now():
                     self.flags |= F_MISSED  # maybe more: read when resumed
                     return 0
@@ -226,6 +305,35 @@ cdef class Connection(Watcher):
     def reading(self):
         return not atomic_load_int(&self.paused) and self.app_open()
 
+    # -- TLS ----------------------------------------------------------------
+
+    @property
+    def ssl_object(self):
+        """The `ssl.SSLObject` of a TLS connection, None for plaintext."""
+        return self.tls.sslobj if self.tls is not None else None
+
+    def start_tls(self, context, server_side=False, server_hostname=None, *,
+                  handshake_timeout=_tls.HANDSHAKE_TIMEOUT,
+                  shutdown_timeout=_tls.SHUTDOWN_TIMEOUT):
+        """Upgrade this plaintext connection to TLS, in place (STARTTLS).
+
+        What was written before leaves first, in plaintext; what is written
+        after is encrypted once the handshake is done.  Input delivered
+        before stays delivered; what arrives after the call is TLS.  The
+        handler's `handle_handshake(connection)`, if it has one, hears of
+        success; a failure is `handle_close(connection, error)`.
+        """
+        context, server_side, server_hostname = _tls.start_tls_args(
+            context, server_side, server_hostname)
+        hs, sd = _tls.timeouts(handshake_timeout, shutdown_timeout,
+                               "start_tls()")
+        if not self.app_open():
+            raise ConnectionClosed("start_tls() on a closed connection")
+        if self.tls is not None:
+            raise ValueError("start_tls() on a connection that is already TLS")
+        self.loop.here_or_soon(OP_START_TLS, self, (
+            context, server_side, server_hostname, THEN_TELL, None, hs, sd))
+
     # -- writing ------------------------------------------------------------
 
     def write(self, data):
@@ -239,7 +347,11 @@ cdef class Connection(Watcher):
         if PyBytes_GET_SIZE(b) == 0:
             return
         if self.loop.on_loop_thread():
-            if self.queue is None:
+            if self.tls is not None:
+                self.tls.write(self, b)
+            elif self.flags & F_INSIDE:
+                self.hold(b)
+            elif self.queue is None:
                 self.send_now(b)
             else:
                 self.enqueue(b)
@@ -247,6 +359,50 @@ cdef class Connection(Watcher):
             # Counted at once: write_buffer_size includes what is in transit.
             atomic_add(&self.transit, PyBytes_GET_SIZE(b))
             self.loop.submit(OP_WRITE, self, b)
+
+    def writev(self, parts):
+        """Write the bytes-like objects in `parts` as one write: in order,
+        with no other write between them, from any thread, and in one
+        sendmsg when the kernel takes them all.  For a header and a body
+        that should not be joined into a new bytes first."""
+        cdef list items = []
+        cdef Py_ssize_t total = 0
+        _rules.check_writelines(parts, "writev()")
+        for part in parts:
+            b = part if type(part) is bytes else _rules.as_bytes(part, "writev()")
+            if PyBytes_GET_SIZE(b):
+                items.append(b)
+                total += PyBytes_GET_SIZE(b)
+        if not self.app_open():
+            raise ConnectionClosed("writev() on a closed connection")
+        if not items:
+            return
+        if self.loop.on_loop_thread():
+            self.write_parts(items, total)
+        else:
+            atomic_add(&self.transit, total)
+            self.loop.submit(OP_WRITEV, self, items)
+
+    cdef int write_parts(self, list parts, Py_ssize_t total) except -1:
+        """writev() on the loop thread: `parts`, non-empty bytes, as one."""
+        if self.tls is not None:
+            for b in parts:
+                self.tls.write(self, <bytes>b)
+        elif self.flags & F_INSIDE:
+            for b in parts:
+                self.hold(<bytes>b)
+        elif self.queue is None and self.held is None:
+            # What send_now does for one: straight to the kernel, in one go.
+            self.queue = parts
+            self.head = self.offset = 0
+            self.add_queued(total)
+            self.flush()
+            if self.queue is not None and self.queued > atomic_get(&self.high):
+                self.check_limits()
+        else:
+            for b in parts:
+                self.enqueue(b)
+        return 0
 
     def writelines(self, data):
         _rules.check_writelines(data)
@@ -288,6 +444,80 @@ cdef class Connection(Watcher):
             self.check_limits()
         return 0
 
+    cdef int hold(self, bytes data) except -1:
+        """A write inside handle_input: kept until the call returns, so
+        that the call's writes leave in one system call.  The first is
+        kept on its own (no list), and then sent as `send_now` would."""
+        if self.queue is None:
+            if self.held is None:
+                self.held = data
+            else:
+                self.queue = [self.held, data]
+                self.head = self.offset = 0
+                self.held = None
+        else:
+            self.queue.append(data)
+        self.flags |= F_HELD
+        # Counted now; the marks are checked once the call's writes have
+        # met the kernel (send_held), not for bytes it would take at once.
+        # Past the high-water mark, what is held goes now, so that a call
+        # writing a lot is told to pause while it writes, as before.
+        self.add_queued(PyBytes_GET_SIZE(data))
+        if self.queued > atomic_get(&self.high):
+            self.send_held()
+        return 0
+
+    cdef int send_held(self) except -1:
+        """After handle_input: send what it wrote."""
+        cdef bytes data = self.held
+        self.flags &= ~F_HELD
+        if self.state == CLOSED or self.tls is not None:
+            return 0  # (start_tls() took what was held: TLS sends the rest)
+        if data is not None:  # one write, or one and a close()
+            self.held = None
+            self.add_queued(-PyBytes_GET_SIZE(data))
+            self.send_now(data)
+            if self.queue is None and self.state == FLUSHING:
+                return self.send_fin()
+        elif self.queue is not None:
+            data = self.joined_held()
+            if data is not None:  # small parts, joined: one plain send
+                self.queue = None
+                self.add_queued(-PyBytes_GET_SIZE(data))
+                self.send_now(data)
+                if self.queue is None and self.state == FLUSHING:
+                    return self.send_fin()
+            else:
+                self.flush()
+        if self.queued > atomic_get(&self.high) and self.state != CLOSED:
+            self.check_limits()
+        return 0
+
+    cdef bytes joined_held(self):
+        """The queue as one bytes, when it holds only what a handler call
+        wrote (bytes, none sent yet) and no more than JOIN_HELD of it;
+        else None."""
+        cdef list queue = self.queue
+        cdef Py_ssize_t i, total = 0, n = len(queue)
+        cdef bytes out
+        cdef char *p
+        if self.head or self.offset or n > MAX_IOV:
+            return None
+        for i in range(n):
+            item = queue[i]
+            if type(item) is not bytes:
+                return None
+            total += PyBytes_GET_SIZE(<bytes>item)
+            if total > JOIN_HELD:
+                return None
+        out = PyBytes_FromStringAndSize(NULL, total)
+        p = PyBytes_AS_STRING(out)
+        for i in range(n):
+            item = queue[i]
+            memcpy(p, PyBytes_AS_STRING(<bytes>item), PyBytes_GET_SIZE(<bytes>item))
+            p += PyBytes_GET_SIZE(<bytes>item)
+        return out
+
     cdef inline int watch_writable(self, bint on) except -1:
         """Where the poller watches writability only on demand (kqueue),
         watch it while data waits for the kernel; a no-op with epoll."""
@@ -299,7 +529,11 @@ cdef class Connection(Watcher):
     cdef int enqueue(self, object item) except -1:
         if self.queue is None:
             # Nothing was waiting for an edge: flush in the next pass.
-            self.queue = [item]
+            if self.held is None:
+                self.queue = [item]
+            else:  # after what handle_input wrote so far
+                self.queue = [self.held, item]
+                self.held = None
             self.head = 0
             self.offset = 0
             self.mark_ready()
@@ -528,16 +762,26 @@ cdef class Connection(Watcher):
         self.set_state(FLUSHING)
         if tell:
             self.tell_closed(reason)
-        if self.queue is None and self.state == FLUSHING:
+        if (self.queue is None and self.held is None and self.state == FLUSHING
+                and (self.tls is None or self.tls.out is None)):
             return self.send_fin()
         return 0
 
     cdef int send_fin(self) except -1:
         """FLUSHING -> LINGERING or CLOSED: everything written is in the
         kernel's hands, so send our FIN; linger if a reset could still
-        destroy it."""
+        destroy it.  TLS sends its close_notify first, and lingers for the
+        peer's (`shutdown_timeout` at most)."""
+        cdef double bound = LINGER_SECONDS
+        if self.tls is not None:
+            if not self.tls.notify(self):
+                return 0  # flushing the close_notify: this comes back after
+            if self.state != FLUSHING:
+                return 0
         shutdown(self.fd, SHUT_WR)
-        if not self.at_risk():
+        if self.tls is not None and self.tls.awaits_notify():
+            bound = self.tls.shutdown_timeout
+        elif not self.at_risk():
             return self.lose(None)
         self.set_state(LINGERING)
         self.watch_writable(True)  # the peer's acknowledgements end it
@@ -546,7 +790,7 @@ cdef class Connection(Watcher):
         if self.state == LINGERING:
             # The open socket keeps the loop running; this only bounds it.
             self.loop.push_timer(self.loop.new_timer(
-                LINGER_SECONDS, OP_LINGER_OVER, self, None))
+                bound, OP_LINGER_OVER, self, None))
         return 0
 
     cdef bint at_risk(self) noexcept:
@@ -575,11 +819,16 @@ cdef class Connection(Watcher):
         once the peer has acknowledged everything."""
         cdef ssize_t n
         cdef int i
+        cdef bint notify = self.tls is not None and self.tls.awaits_notify()
         for i in range(READS_PER_EVENT):
             n = recv(self.fd, self.loop.buf, self.loop.bufsize, 0)
+            if n > 0 and notify and self.tls.close_notified(self, n):
+                return self.lose(None)  # the peer's close_notify: done
             if n > 0 or (n < 0 and errno == EINTR):
                 continue
             if n < 0 and errno == EAGAIN:
+                if notify:
+                    return 0  # TLS waits for the close_notify itself
                 if ngi_unsent(self.fd) == 0:
                     return self.lose(None)  # the peer has all of it
                 return 0
@@ -593,9 +842,15 @@ cdef class Connection(Watcher):
         cdef bint tell = reason is not None and self.app_open()
         if self.state == CLOSED:
             return 0
+        log_close(self, reason)
         self.set_state(CLOSED)
         self.flags &= ~F_WPAUSED
         self.queue = None
+        self.held = None
+        if self.tls is not None:
+            self.tls.cancel_timer(self)
+            self.tls.out = None
+            self.tls.target = None
         self.add_queued(-self.queued)
         self.loop.detach(self)
         self.forget_control()

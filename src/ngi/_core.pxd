@@ -10,6 +10,8 @@
 #   _loop.pxd/.pxi   watchers, timers, the loop, cross-thread operations
 #   _connection.pxd/.pxi  the stream connection and its state machine
 #   _endpoints.pxd/.pxi   listeners, connectors, UDP endpoints
+#   _tls_layer.pxd/.pxi   TLS between a connection's socket and its handler
+#   _framing.pxd/.pxi     records cut from a byte stream (lines, sized)
 #
 # Thread ownership: a field is written by the loop thread only unless its
 # comment says otherwise; a field other threads read or write is accessed
@@ -23,3 +25,5 @@ include "_poller.pxd"
 include "_loop.pxd"
 include "_connection.pxd"
 include "_endpoints.pxd"
+include "_tls_layer.pxd"
+include "_framing.pxd"

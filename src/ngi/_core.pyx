@@ -43,6 +43,9 @@ helpers in _helpers.pxi.  Choices, and why:
 * **One poller interface.**  epoll or kqueue, the waker and the socket
   calls that differ between platforms are behind _platform.h, chosen when
   the core is built; `POLLER` names the one compiled in.
+* **TLS is a layer of the connection**, over the `ssl` module's memory
+  BIOs: records are decrypted into the loop's buffer, the writes of a
+  pass are encrypted together and leave in one send (_tls_layer.pxi).
 * **Nothing written is lost to a close.**  The peer's EOF ends input, not
   output: what was queued is still sent.  Our own close sends a FIN, then,
   if a TCP reset could still destroy data on its way (input unread, data
@@ -52,20 +55,27 @@ helpers in _helpers.pxi.  Choices, and why:
 
 cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
+from cpython.buffer cimport PyBuffer_FillInfo
+from cpython.exc cimport PyErr_CheckSignals
+from cpython.list cimport PyList_GET_SIZE
+from cpython.bytearray cimport (
+    PyByteArray_AS_STRING, PyByteArray_FromStringAndSize, PyByteArray_GET_SIZE,
+    PyByteArray_Resize)
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.pythread cimport (
     NOWAIT_LOCK, WAIT_LOCK, PyThread_acquire_lock, PyThread_allocate_lock,
     PyThread_free_lock, PyThread_get_thread_ident, PyThread_release_lock)
 from libc.errno cimport (
     EAGAIN, ECONNABORTED, EINTR, EMFILE, ENFILE, ENOBUFS, ENOMEM, EPROTO, errno)
-from libc.string cimport memcpy, memset, strerror, strlen
+from libc.string cimport memcpy, memmove, memset, strerror, strlen
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from posix.unistd cimport close as c_close
 
 import heapq
 import logging
+import ssl
 
-from ngi import _rules, _unixpath
+from ngi import _rules, _tls, _unixpath
 from ngi.interfaces import ConnectionClosed
 
 # The poller's events a test can ask for (the loop's vocabulary).
@@ -80,6 +90,9 @@ cdef enum:
     PULL_BYTES = 262144       # bytes pulled from a writelines iterator per round
     PULL_ITEMS = 1024         # items pulled from a writelines iterator per round
     FLUSH_ROUNDS = 16         # sendmsg rounds per writable event
+    JOIN_HELD = 16384         # bytes: a handler call's writes up to this are
+                              # copied into one buffer for one send (cheaper
+                              # than a sendmsg of many small parts)
 
 # How a connection is registered, once, for its whole life (with kqueue,
 # the write filter comes and goes: see watch_writable).
@@ -96,9 +109,17 @@ cdef double LINGER_SECONDS = 5.0  # longest wait for the peer's EOF after ours
 cdef tuple STATE_NAMES = ("open", "flushing", "lingering", "closed")
 
 cdef object _log = logging.getLogger("ngi.net")
+# Child loggers that say where a record comes from, so that an application
+# can filter them: listeners and their accepts, connects, UDP endpoints.
+cdef object _server_log = logging.getLogger("ngi.net.server")
+cdef object _client_log = logging.getLogger("ngi.net.client")
+cdef object _udp_log = logging.getLogger("ngi.net.udp")
+cdef int DEBUG = logging.DEBUG
 
 include "_helpers.pxi"
 include "_poller.pxi"
 include "_loop.pxi"
 include "_connection.pxi"
 include "_endpoints.pxi"
+include "_tls_layer.pxi"
+include "_framing.pxi"

@@ -10,6 +10,8 @@ cdef class Listener(Watcher):
     cdef readonly object address
     cdef readonly object unix_path  # the socket file its close removes, or None
     cdef object adopt               # adopt(fd) takes each accept instead, or None
+    cdef object ssl_context         # TLS: the server's ssl.SSLContext, or None
+    cdef double handshake_timeout, shutdown_timeout
     # Any thread (atomic).
     cdef int close_asked            # close() was called
     # Loop thread only.
@@ -28,6 +30,9 @@ cdef class Connector(Watcher):
     # Loop thread only, once shared.
     cdef object handler
     cdef bint nodelay
+    cdef object ssl_context         # TLS: the client's ssl.SSLContext, or None
+    cdef object server_hostname
+    cdef double handshake_timeout, shutdown_timeout
 
 
 cdef class UDPListener(Watcher):

@@ -2,6 +2,33 @@
 # declarations in _endpoints.pxd.
 
 
+cdef int serve_connection(object server, Connection c) except -1:
+    """Hand a server's connection to its callable, on the connection's
+    loop: at accept, or once its TLS handshake has completed.  One that
+    raises closes only its connection; one that sets no handler leaves
+    its client hanging, so that is logged."""
+    try:
+        server(c)
+    except Exception as e:
+        c.lose(None)
+        c.loop.report(f"server {server!r}", e, _server_log)
+        return 0
+    if c.handler is None and c.app_open():
+        _server_log.warning(_rules.NO_HANDLER, server, c)
+    return 0
+
+
+cdef int tell_connected(object handler, Connection c) except -1:
+    """A client's connection is made (and its TLS handshake done): its
+    connect handler's `connected`, which closes it if it raises."""
+    try:
+        handler.connected(c)
+    except Exception as e:
+        c.lose(None)
+        c.loop.report("connected", e, _client_log)
+    return 0
+
+
 @cython.final
 cdef class Listener(Watcher):
     """A listening socket: NGI's `IListener` over the core."""
@@ -51,18 +78,21 @@ cdef class Listener(Watcher):
                     # so once per episode, not once per try.
                     if not self.starved:
                         self.starved = True
-                        loop.logger.warning(
+                        _server_log.warning(
                             "%r: accept failed (%s); retrying every %ss",
                             self, strerror(err).decode(), ACCEPT_PAUSE)
                     loop.set_interest(self, 0)
                     loop.start_timer(loop.new_timer(
                         ACCEPT_PAUSE, OP_RESUME_ACCEPT, self, None))
                     return 0
-                loop.report(f"accept on {self!r}", os_error(err))
+                loop.report(f"accept on {self!r}", os_error(err), _server_log)
                 return 0
             if self.starved:
                 self.starved = False
-                loop.logger.warning("%r: accepting again", self)
+                _server_log.warning("%r: accepting again", self)
+            if _server_log.isEnabledFor(DEBUG):
+                _server_log.debug("%r accepted a connection from %r", self,
+                                  sockaddr_to_py(<sockaddr *>&ss, length))
             if self.nodelay:
                 set_nodelay(fd)
             if self.adopt is not None:
@@ -70,7 +100,8 @@ cdef class Listener(Watcher):
                     self.adopt(self, fd)
                 except Exception as e:
                     c_close(fd)
-                    loop.report(f"adopting a connection of {self!r}", e)
+                    loop.report(f"adopting a connection of {self!r}", e,
+                                _server_log)
                 continue
             c = new_connection(loop, fd, False)  # TCP_NODELAY set above
             c.control = self
@@ -78,11 +109,12 @@ cdef class Listener(Watcher):
             loop.count(1)
             loop.set_interest(c, CONNECTION_EVENTS)
             self.conns.add(c)
-            try:
-                self.server(c)
-            except Exception as e:
-                c.lose(None)
-                loop.report(f"server {self.server!r}", e)
+            if self.ssl_context is None:
+                serve_connection(self.server, c)
+            else:  # served once its handshake has completed
+                begin_tls(c, self.ssl_context, True, None, THEN_SERVE,
+                          self.server, self.handshake_timeout,
+                          self.shutdown_timeout)
         return 0
 
     def track(self, Connection conn):
@@ -99,12 +131,16 @@ cdef class Listener(Watcher):
             try:
                 handler(self)
             except Exception as e:
-                self.loop.report(f"listener close handler {handler!r}", e)
+                self.loop.report(f"listener close handler {handler!r}", e,
+                                 _server_log)
         return 0
 
     def connections(self):
-        """The open connections this listener accepted."""
-        return [c for c in list(self.conns) if c]
+        """The open connections this listener accepted and served (a TLS
+        one once its handshake is done)."""
+        cdef Connection c
+        return [c for c in list(self.conns)
+                if c and (c.tls is None or c.tls.phase == TLS_OPEN)]
 
     def close(self, handler=None):
         """Close now (connections get 'stopped'), or drain, then `handler`.
@@ -121,6 +157,7 @@ cdef class Listener(Watcher):
         self.loop.here_or_soon(OP_CLOSE_LISTENER, self, handler)
 
     cdef int stop_accepting(self, object handler) except -1:
+        cdef Connection c
         self.accepting = False
         self.loop.detach(self)
         if handler is None:
@@ -128,11 +165,17 @@ cdef class Listener(Watcher):
         if self.conns:
             self.drained = handler
             self.loop.count(1)  # the loop waits for the drain
+            for c in list(self.conns):  # time to finish: handle_drain
+                if c.loop is self.loop:
+                    tell_draining(c)
+                else:  # a thready connection, on its own loop
+                    c.loop.submit(OP_CALL, _tell_draining, (c,))
             return 0
         try:
             handler(self)
         except Exception as e:
-            self.loop.report(f"listener close handler {handler!r}", e)
+            self.loop.report(f"listener close handler {handler!r}", e,
+                             _server_log)
         return 0
 
     cdef int stop_all(self) except -1:
@@ -143,6 +186,24 @@ cdef class Listener(Watcher):
             else:
                 c.loop.submit(OP_STOP, c, None)
         return 0
+
+
+cdef int tell_draining(Connection c) except -1:
+    """Its listener is draining: call the handler's optional
+    ``handle_drain(connection)``, so that an idle connection can close now."""
+    if c.handler is None or not c.app_open():
+        return 0
+    on_drain = getattr(c.handler, "handle_drain", None)
+    if on_drain is not None:
+        try:
+            on_drain(c)
+        except Exception as e:
+            c.handler_failed("handle_drain", e)
+    return 0
+
+
+def _tell_draining(Connection c):
+    tell_draining(c)
 
 
 @cython.final
@@ -169,7 +230,7 @@ cdef class Connector(Watcher):
             try:
                 handler.failed_connect(os_error(err))
             except Exception as e:
-                loop.report("failed_connect", e)
+                loop.report("failed_connect", e, _client_log)
             return 0
         # Hand the descriptor over to a Connection: still one active thing.
         c = new_connection(loop, fd, self.nodelay)
@@ -177,12 +238,11 @@ cdef class Connector(Watcher):
         if getpeername(fd, <sockaddr *>&ss, &length) == 0:
             keep_peer(c, <sockaddr *>&ss, length)
         loop.hand_over(self, c, CONNECTION_EVENTS)
-        try:
-            handler.connected(c)
-        except Exception as e:
-            c.lose(None)
-            loop.report("connected", e)
-        return 0
+        if self.ssl_context is not None:  # connected once the handshake is done
+            return begin_tls(c, self.ssl_context, False, self.server_hostname,
+                             THEN_CONNECT, handler, self.handshake_timeout,
+                             self.shutdown_timeout)
+        return tell_connected(handler, c)
 
 
 @cython.final
@@ -210,7 +270,7 @@ cdef class UDPListener(Watcher):
                 self.handler(sockaddr_to_py(<sockaddr *>&ss, length),
                              PyBytes_FromStringAndSize(loop.buf, n))
             except Exception as e:
-                loop.report(f"udp handler {self.handler!r}", e)
+                loop.report(f"udp handler {self.handler!r}", e, _udp_log)
             if self.fd < 0:
                 return 0
         return 0

@@ -18,17 +18,35 @@ cdef enum Op:
     OP_SET_HANDLER         # Connection: arg is the new handler
     OP_WRITE               # Connection: arg is bytes written from another thread
     OP_WRITELINES          # Connection: arg is an iterator
+    OP_WRITEV              # Connection: arg is a list of bytes, written as one
     OP_CHECK_LIMITS        # Connection: the marks changed, check for a crossing
     OP_RESUME_READING      # Connection
     OP_CLOSE               # Connection: the application's close()
     OP_ABORT               # Connection: close now, drop the queue, tell nobody
     OP_STOP                # Connection: its listener stopped it: lost 'stopped'
     OP_LINGER_OVER         # Connection: the lingering close's bound expired
+    OP_SERVE               # Connection: arg is the server callable to hand it to
+    OP_START_TLS           # Connection: arg is begin_tls's arguments, a tuple
+    OP_TLS_TIMEOUT         # Connection: the handshake's bound expired
     OP_FORGET              # Listener: arg, a connection of its, is gone
     OP_CLOSE_LISTENER      # Listener: stop accepting; arg is the drain handler or None
     OP_STOP_ALL            # Listener: stop every connection still open
     OP_RESUME_ACCEPT       # Listener: the out-of-descriptors rest is over
     OP_CLOSE_UDP           # UDPListener: stop receiving
+
+
+cdef class Window:
+    """A part of a loop's receive buffer lent to Python code that takes a
+    buffer (the ssl module's BIO writes and reads): one object per loop,
+    moved before each call, instead of a memoryview made per call.  Safe
+    because each such call is done with the buffer when it returns."""
+    cdef char *start
+    cdef Py_ssize_t length
+    cdef object owner            # the Loop, so the buffer outlives any view
+    cdef inline Window at(self, char *start, Py_ssize_t length):
+        self.start = start
+        self.length = length
+        return self
 
 
 cdef class Watcher:
@@ -70,7 +88,10 @@ cdef class Loop:
     cdef list graveyard          # watchers removed during this pass
     cdef list timers             # heap of (when, seq, Timer)
     cdef unsigned long timer_seq
+    cdef Py_ssize_t dead_timers  # cancelled timers still in the heap (about)
     cdef char *buf               # the receive buffer every recv lands in
+    cdef Window window           # a part of buf, as a buffer object (TLS)
+    cdef object bufsize_obj      # bufsize as a Python int, made once
     cdef Py_ssize_t bufsize
     cdef public bint propagate   # Inline mode: handler errors leave run(); set before it runs
     cdef object failure          # the handler error run() raises next
@@ -95,6 +116,6 @@ cdef class Loop:
     cdef int detach(self, Watcher w) except -1
     cdef int run_ready(self) except -1
     # Errors of application code.
-    cdef int report(self, str what, object exc) except -1
+    cdef int report(self, str what, object exc, object logger=*) except -1
     cdef inline bint on_loop_thread(self) noexcept
     cdef inline bint is_idle(self) noexcept

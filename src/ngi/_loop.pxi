@@ -10,6 +10,16 @@
 # a queued call names a core operation, not a Python closure.
 
 
+@cython.final
+cdef class Window:
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        PyBuffer_FillInfo(view, self, self.start, self.length, 0, flags)
+
+    def __releasebuffer__(self, Py_buffer *view):
+        pass
+
+
 cdef class Watcher:
     """A socket registered with a loop; `on_event` is its reaction to the
     poller, `perform` to the operations queued for it (Op)."""
@@ -64,6 +74,9 @@ cdef class Loop:
         if self.buf == NULL:
             raise MemoryError()
         self.bufsize = bufsize
+        self.window = Window.__new__(Window)
+        self.window.owner = self
+        self.bufsize_obj = bufsize
         self.poller = Poller(capacity)
         self.waker = Waker(self.poller)
         self.pending = []
@@ -199,11 +212,22 @@ cdef class Loop:
         return 0
 
     cdef int cancel_timer(self, Timer t) except -1:
-        """Release a cancelled or fired timer (it may stay in the heap)."""
+        """Release a cancelled or fired timer (a cancelled one stays in the
+        heap until its time: when those are most of a large heap, as with
+        a TLS handshake bound for every connection, it is rebuilt without
+        them, as asyncio does)."""
         if t.counted:
             t.counted = False
             self.count(-1)
         t.target = t.arg = None
+        if atomic_load_int(&t.state) == TIMER_CANCELLED:
+            self.dead_timers += 1
+            if self.dead_timers > 1024 and self.dead_timers * 2 > len(self.timers):
+                self.timers = [entry for entry in self.timers
+                               if atomic_load_int(&(<Timer>entry[2]).state)
+                               == TIMER_PENDING]
+                heapq.heapify(self.timers)
+                self.dead_timers = 0
         return 0
 
     cdef int run_timers(self) except -1:
@@ -213,6 +237,8 @@ cdef class Loop:
         while self.timers and self.timers[0][0] <= now:
             t = heapq.heappop(self.timers)[2]
             if not atomic_cas_int(&t.state, TIMER_PENDING, TIMER_FIRED):
+                if self.dead_timers > 0:
+                    self.dead_timers -= 1
                 continue  # cancelled
             op, target, arg = t.op, t.target, t.arg
             self.cancel_timer(t)
@@ -289,9 +315,11 @@ cdef class Loop:
 
     # -- running ------------------------------------------------------------
 
-    cdef int report(self, str what, object exc) except -1:
-        """Log a failed application call; in Inline mode, re-raise it later."""
-        self.logger.error("%s failed", what, exc_info=exc)
+    cdef int report(self, str what, object exc, object logger=None) except -1:
+        """Log a failed application call (on `logger`, by default the
+        loop's own); in Inline mode, re-raise it later."""
+        (self.logger if logger is None else logger).error(
+            "%s failed", what, exc_info=exc)
         if self.propagate and self.failure is None:
             self.failure = exc
         return 0
@@ -369,19 +397,36 @@ cdef class Loop:
     # The descriptor is the loop's from here on, and non-blocking (the loop
     # reads and accepts until EAGAIN).  Any thread may call these.
 
-    def connection(self, int fd, bint nodelay=False):
-        """Adopt a connected socket as a `Connection` (no handler yet)."""
+    def connection(self, int fd, bint nodelay=False, ssl=None, server=None,
+                   double handshake_timeout=_tls.HANDSHAKE_TIMEOUT,
+                   double shutdown_timeout=_tls.SHUTDOWN_TIMEOUT):
+        """Adopt a connected socket as a `Connection` (no handler yet).
+
+        With `server`, it is a server's connection: `server(connection)` is
+        called on this loop, at once, or with `ssl` (a server-side context)
+        once its TLS handshake has completed.
+        """
         set_nonblocking(fd)
         cdef Connection c = new_connection(self, fd, nodelay)
         self.attach(c, CONNECTION_EVENTS)
+        if ssl is not None:
+            self.here_or_soon(OP_START_TLS, c, (
+                ssl, True, None, THEN_SERVE, server, handshake_timeout,
+                shutdown_timeout))
+        elif server is not None:
+            self.here_or_soon(OP_SERVE, c, server)
         return c
 
     def listener(self, int fd, server, address=None, unix_path=None,
-                 bint nodelay=False, adopt=None):
+                 bint nodelay=False, adopt=None, ssl=None,
+                 double handshake_timeout=_tls.HANDSHAKE_TIMEOUT,
+                 double shutdown_timeout=_tls.SHUTDOWN_TIMEOUT):
         """Adopt a listening socket; `server(connection)` gets each accept.
 
         `unix_path` is the socket file the listener removes when it closes;
         `adopt(fd)`, if given, takes each accepted descriptor instead.
+        With `ssl`, a server-side `ssl.SSLContext`, each connection is
+        served once its TLS handshake has completed.
         """
         set_nonblocking(fd)
         cdef Listener l = Listener.__new__(Listener)
@@ -394,17 +439,32 @@ cdef class Loop:
         l.address = address
         l.unix_path = unix_path
         l.adopt = adopt
+        l.ssl_context = ssl
+        l.handshake_timeout = handshake_timeout
+        l.shutdown_timeout = shutdown_timeout
         self.attach(l, NGI_IN)
         return l
 
-    def connector(self, int fd, handler, bint nodelay=False):
-        """Adopt a socket whose non-blocking connect is under way."""
+    def connector(self, int fd, handler, bint nodelay=False, ssl=None,
+                  server_hostname=None,
+                  double handshake_timeout=_tls.HANDSHAKE_TIMEOUT,
+                  double shutdown_timeout=_tls.SHUTDOWN_TIMEOUT):
+        """Adopt a socket whose non-blocking connect is under way.
+
+        With `ssl`, a client-side `ssl.SSLContext`, `connected` comes once
+        the TLS handshake is done (checking `server_hostname`), and a
+        failed handshake is a `failed_connect`.
+        """
         set_nonblocking(fd)
         cdef Connector c = Connector.__new__(Connector)
         c.fd = fd
         c.loop = self
         c.handler = handler
         c.nodelay = nodelay
+        c.ssl_context = ssl
+        c.server_hostname = server_hostname
+        c.handshake_timeout = handshake_timeout
+        c.shutdown_timeout = shutdown_timeout
         self.attach(c, NGI_OUT)
         return c
 

@@ -103,7 +103,17 @@ cdef class Poller:
     def poll(self, timeout=None):
         """Wait up to `timeout` seconds (None: forever); [(token, events)]."""
         cdef int ms = -1 if timeout is None else max(0, <int>(timeout * 1000 + 0.999))
-        cdef int n = self.wait(ms)
+        cdef double end = monotonic() + ms / 1000.0
+        cdef int n
+        while True:
+            n = self.wait(ms)  # 0 after a signal (EINTR) too
+            if n or ms == 0:
+                break
+            PyErr_CheckSignals()  # a handler that raises ends the wait
+            if ms > 0:
+                ms = <int>((end - monotonic()) * 1000 + 0.999)
+                if ms <= 0:
+                    break
         return [(self.token_at(i), self.events_at(i)) for i in range(n)]
 
     def close(self):

@@ -8,6 +8,7 @@ here).  Every error names the call or argument and what was expected.
 """
 from __future__ import annotations
 
+import logging
 import math
 import numbers
 from typing import Any
@@ -15,8 +16,13 @@ from typing import Any
 __all__ = [
     "DEFAULT_HIGH", "DEFAULT_LOW", "non_negative_int", "positive_int",
     "write_limits", "as_bytes", "check_writelines", "check_handler",
-    "seconds",
+    "connect_handler", "seconds", "NO_HANDLER",
 ]
+
+# What both implementations log, at WARNING, when a server callable returns
+# without setting a handler: nothing is ever read, and the client hangs.
+NO_HANDLER = ("server callable %r returned without setting a handler on %r: "
+              "nothing will be read from it")
 
 DEFAULT_HIGH = 64 * 1024  # write-buffer marks: asyncio's defaults
 DEFAULT_LOW = 16 * 1024
@@ -93,6 +99,39 @@ def check_handler(handler: Any, where: str, *methods: str) -> None:
         if not callable(getattr(handler, name, None)):
             raise TypeError(f"{where} expects a handler with a {name}() "
                             f"method, got {handler!r}")
+
+
+def connect_handler(handler: Any, address: Any, where: str,
+                    logger: logging.Logger) -> Any:
+    """The connect handler to use for ``connect(address, handler)``.
+
+    ``handler`` must have ``connected``.  ``failed_connect`` is optional,
+    as it was in zc.ngi: without one, a failed connect is logged at WARNING
+    with the address and the reason, on ``logger``.
+    """
+    check_handler(handler, where, "connected")
+    if callable(getattr(handler, "failed_connect", None)):
+        return handler
+    return _LoggedFailure(handler, address, logger)
+
+
+class _LoggedFailure:
+    """A connect handler without ``failed_connect``, given one that logs."""
+
+    def __init__(self, handler: Any, address: Any,
+                 logger: logging.Logger) -> None:
+        self.handler = handler
+        self.connected = handler.connected
+        self.address = address
+        self.logger = logger
+
+    def __repr__(self) -> str:
+        return repr(self.handler)
+
+    def failed_connect(self, reason: Any) -> None:
+        self.logger.warning("connect to %r failed: %s (%r has no "
+                            "failed_connect)", self.address, reason,
+                            self.handler)
 
 
 def seconds(where: str, value: Any, negative_ok: bool = False) -> float:

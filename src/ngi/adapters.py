@@ -10,7 +10,8 @@ connection, so that replies are framed too.
   new adapter.
 - `Lines`: input records end with ``b'\\n'``; the handler gets each line
   without it.  Output is passed through unchanged: write the ``b'\\n'``
-  yourself.
+  yourself.  `Delimited` is the same for any delimiter (``b'\\r\\n'``,
+  ``b'\\r\\n\\r\\n'``).
 - `Sized`: every record, in both directions, is preceded by its length as
   4 bytes, big-endian.  Writing ``None`` sends the null marker
   ``b'\\xff\\xff\\xff\\xff'`` (a keep-alive), which receivers skip.
@@ -30,8 +31,15 @@ was already received are not delivered.
 
 Input is bounded: a line longer than ``max_line`` or a record announced
 longer than ``max_size`` closes the connection, and the handler's
-``handle_close`` gets a `LineTooLong` or `MessageTooLarge` as the reason.
+``handle_close`` gets a `LineTooLong` or `MessageTooLarge` as the reason,
+just before the close, so that it may write a last reply.
 Nothing is buffered beyond the limit, whatever a length prefix claims.
+Records are cut by the core's framer (``ngi._core.Framer``), the same
+for ``ngi.net`` and ``ngi.testing``; a record that arrives whole costs
+one ``bytes``, and only an incomplete one is kept.  On an ``ngi.net``
+connection the core cuts records straight from its receive buffer and
+calls the handler itself (``Connection.give``), without this module's
+`_Framed.handle_input`, which does the same for every other connection.
 Flow control (``write_buffer_size``, ``set_write_limits``,
 ``pause_reading``/``resume_reading``/``reading``, and the handler's
 ``handle_pause_writing``/``handle_resume_writing``) passes through.
@@ -42,21 +50,27 @@ import struct
 from typing import Any, Callable, Iterable, Iterator
 
 import ngi.generator
+from ngi import _core
 from ngi._rules import check_writelines, non_negative_int
 
-__all__ = ["Base", "Lines", "Sized", "LineTooLong", "MessageTooLarge"]
+__all__ = ["Base", "Delimited", "Lines", "Sized", "LineTooLong",
+           "MessageTooLarge"]
 
 _NULL = b"\xff\xff\xff\xff"
 _MAX_SIZE = 0xFFFFFFFE  # 0xFFFFFFFF is the null marker
 _pack_size = struct.Struct(">I").pack
 
 
-class LineTooLong(ValueError):
+class MessageTooLarge(ValueError):
+    """A record exceeded the adapter's ``max_size``."""
+
+
+class LineTooLong(MessageTooLarge):
     """A line exceeded the adapter's ``max_line``."""
 
 
-class MessageTooLarge(ValueError):
-    """A record exceeded the adapter's ``max_size``."""
+class ProtocolError(ValueError):
+    """Input that is not the protocol the adapter frames (`RESP`)."""
 
 
 class Base:
@@ -124,6 +138,15 @@ class Base:
         return self.connection.peer_address
 
     @property
+    def ssl_object(self) -> Any:
+        return self.connection.ssl_object
+
+    def start_tls(self, context: Any, server_side: bool = False,
+                  server_hostname: str | None = None, **timeouts: Any) -> None:
+        self.connection.start_tls(context, server_side, server_hostname,
+                                  **timeouts)
+
+    @property
     def control(self) -> Any:
         """The listener of a server connection (AttributeError otherwise)."""
         return self.connection.control
@@ -157,12 +180,21 @@ class Base:
         handle_resume_writing = self._handler.handle_resume_writing
         return lambda connection: handle_resume_writing(self)
 
+    @property
+    def handle_drain(self) -> Callable[[Any], None]:
+        handle_drain = self._handler.handle_drain
+        return lambda connection: handle_drain(self)
+
     def _refuse(self, reason: ValueError) -> None:
-        """Input broke a limit: close, and tell the handler why."""
-        self.connection.close()
+        """Input broke a limit: tell the handler why, then close.  The
+        handler is told first so that it may write a last reply (an HTTP
+        431, a RESP error), which the close then sends."""
         handle_close = getattr(self._handler, "handle_close", None)
-        if handle_close is not None:
-            handle_close(self, reason)
+        try:
+            if handle_close is not None:
+                handle_close(self, reason)
+        finally:
+            self.connection.close()
 
     @classmethod
     def handler(cls, func: Callable[..., Any] | None = None) -> Any:
@@ -173,107 +205,101 @@ class Base:
         return f"<{type(self).__name__} {self.connection!r}>"
 
 
-class Lines(Base):
+class _Framed(Base):
+    """An adapter whose input is cut into records by a core `Framer`, the
+    one both implementations use (see ngi._framing.pxi).
+
+    ngi.net's core recognises it by `_framer`, and then calls
+    ``_handler.handle_input(self, record)`` and `_refuse` itself: those
+    three names are the core's contract with this class.
+    """
+
+    _framer: Any
+
+    @property
+    def buffered(self) -> int:
+        """Bytes of an incomplete record, kept until the rest arrives."""
+        return self._framer.buffered
+
+    def handle_input(self, connection: Any, data: bytes) -> None:
+        framer = self._framer
+        if type(data) is not bytes:
+            data = bytes(data)
+        pos = 0
+        while True:
+            # One record at a time: a handler may call expect() between.
+            record, pos = framer.cut(data, pos)
+            if record is None:
+                break
+            if not self.connection:
+                return  # the application closed it; it wants no more
+            # Looked up per record: a handler may switch handlers.
+            self._handler.handle_input(self, record)
+        if framer.error is not None and self.connection:
+            self._refuse(framer.error)
+
+
+class Delimited(_Framed):
+    """Input records end with ``delimiter`` (1 to 64 bytes, for example
+    ``b'\\r\\n'``, or ``b'\\r\\n\\r\\n'`` for an HTTP header block); the
+    handler gets each without it.  Output passes through unchanged."""
+
+    def __init__(self, connection: Any, delimiter: bytes,
+                 max_size: int = 1 << 20) -> None:
+        super().__init__(connection)
+        self.delimiter = delimiter
+        self.max_size = non_negative_int("max_size", max_size)
+        self._framer = _core.Framer.delimited(
+            delimiter, max_size, MessageTooLarge,
+            f"a record longer than max_size={max_size} bytes with no "
+            f"{delimiter!r}")
+
+
+    def expect(self, size: int) -> None:
+        """The next record is the next ``size`` bytes, delimiters and all
+        (an HTTP body after its head); records then end with the
+        delimiter again.  Call it from ``handle_input``, between records."""
+        self._framer.expect(size)
+
+
+class Lines(Delimited):
     """Input records end with ``b'\\n'``; the handler gets them without it."""
 
     def __init__(self, connection: Any, max_line: int = 1 << 20) -> None:
-        super().__init__(connection)
-        self.max_line = non_negative_int("max_line", max_line)
-        self._pieces: list[bytes] = []  # the incomplete line, in pieces
-        self._buffered = 0              # total length of _pieces
-
-    def handle_input(self, connection: Any, data: bytes) -> None:
-        # Only the new chunk is searched; earlier pieces of a partial line
-        # are joined once, when its end arrives.
-        lines = data.split(b"\n")
-        rest = lines.pop()
-        if lines and self._pieces:
-            if self._buffered + len(lines[0]) > self.max_line:
-                return self._too_long()
-            self._pieces.append(lines[0])
-            lines[0] = b"".join(self._pieces)
-            self._pieces = []
-            self._buffered = 0
-        for line in lines:
-            if not self.connection:
-                return  # the application closed it; it wants no more
-            if len(line) > self.max_line:
-                return self._too_long()
-            # Looked up per line: a handler may switch handlers.
-            self._handler.handle_input(self, line)
-        if rest and self.connection:
-            if self._buffered + len(rest) > self.max_line:
-                return self._too_long()
-            self._keep(rest)
-
-    def _too_long(self) -> None:
-        self._pieces = []
-        self._buffered = 0
-        self._refuse(LineTooLong(
-            f"a line longer than max_line={self.max_line} bytes"))
-
-    def _keep(self, piece: bytes) -> None:
-        self._pieces.append(piece)
-        self._buffered += len(piece)
+        Base.__init__(self, connection)
+        self.delimiter = b"\n"
+        self.max_line = self.max_size = non_negative_int("max_line", max_line)
+        self._framer = _core.Framer.delimited(
+            b"\n", max_line, LineTooLong,
+            f"a line longer than max_line={max_line} bytes")
 
 
-class Sized(Base):
+class Sized(_Framed):
     """Records are preceded by a 4-byte big-endian length, both ways."""
 
     def __init__(self, connection: Any, max_size: int = 16 << 20) -> None:
         super().__init__(connection)
         self.max_size = non_negative_int("max_size", max_size)
-        self._pieces: list[bytes] = []  # the incomplete header or body
-        self._got = 0                   # total length of _pieces
-        self._want = 4                  # length of the header or body
-        self._in_header = True
-
-    def handle_input(self, connection: Any, data: bytes) -> None:
-        # Each input byte is copied at most twice (slice, then join), so
-        # any split of the input costs time linear in its size.
-        pos = 0
-        end = len(data)
-        while True:
-            need = self._want - self._got
-            if end - pos < need:
-                if pos < end:
-                    self._pieces.append(data[pos:] if pos else data)
-                    self._got += end - pos
-                return
-            chunk = data[pos:pos + need]
-            pos += need
-            if self._pieces:
-                self._pieces.append(chunk)
-                chunk = b"".join(self._pieces)
-                self._pieces = []
-                self._got = 0
-            if self._in_header:
-                if chunk == _NULL:
-                    continue
-                size = int.from_bytes(chunk, "big")
-                if size > self.max_size:
-                    self._pieces = []
-                    self._got = 0
-                    return self._refuse(MessageTooLarge(
-                        f"a {size}-byte record is over max_size="
-                        f"{self.max_size} bytes"))
-                self._want = size
-                self._in_header = False
-            else:
-                self._want = 4
-                self._in_header = True
-                if not self.connection:
-                    return  # the application closed it; it wants no more
-                self._handler.handle_input(self, chunk)
+        self._framer = _core.Framer.sized(max_size, MessageTooLarge)
 
     def write(self, data: Any) -> None:
         """Send ``data`` as one record, or the null marker for ``None``."""
         if data is None:
             self.connection.write(_NULL)
+            return
+        # One write, so that the prefix and the body stay together when
+        # other threads write too.  A small body is joined to its prefix
+        # (cheaper than a second part); a large one is not copied where the
+        # connection can send both parts at once (ngi.net's writev).
+        if type(data) is bytes and len(data) < _JOIN_BELOW:
+            self.connection.write(_pack_size(len(data)) + data)
+            return
+        prefix, size = _prefix(data)
+        writev = getattr(self.connection, "writev", None)
+        if writev is not None and size >= _JOIN_BELOW:
+            writev((prefix, data))
         else:
-            # One write, so that the prefix and the body stay together
-            # when other threads write too.
-            self.connection.write(_prefix(data) + data)
+            self.connection.write(prefix + data)
 
     def writelines(self, data: Iterable[Any]) -> None:
         """Send each item as a record; items are still pulled lazily."""
@@ -281,7 +307,26 @@ class Sized(Base):
         self.connection.writelines(_framed(data))
 
 
-def _prefix(data: Any) -> bytes:
+class RESP(_Framed):
+    """Input records are Redis commands (RESP 2): each is the list of its
+    arguments as ``bytes``, sent as an array of bulk strings or typed as an
+    inline command; empty ones are skipped.  Output passes through
+    unchanged (the replies are the application's to write).  A bulk
+    string over ``max_size`` (Redis's 512 MiB by default), or input that
+    is not RESP, closes the connection with a `ProtocolError` worded as
+    Redis words it."""
+
+    def __init__(self, connection: Any, max_size: int = 512 << 20) -> None:
+        super().__init__(connection)
+        self.max_size = non_negative_int("max_size", max_size)
+        self._framer = _core.Framer.resp(max_size, ProtocolError)
+
+
+_JOIN_BELOW = 4096  # bytes: a smaller Sized record is joined to its prefix
+
+
+def _prefix(data: Any) -> tuple[bytes, int]:
+    """The length prefix of a record, and its length."""
     if type(data) is bytes:
         size = len(data)
     else:
@@ -294,7 +339,7 @@ def _prefix(data: Any) -> bytes:
     if size > _MAX_SIZE:
         raise ValueError(
             f"a Sized record holds at most {_MAX_SIZE} bytes, not {size}")
-    return _pack_size(size)
+    return _pack_size(size), size
 
 
 def _framed(items: Iterable[Any]) -> Iterator[bytes]:
@@ -304,5 +349,5 @@ def _framed(items: Iterable[Any]) -> Iterator[bytes]:
         if item is None:
             yield _NULL
         else:
-            yield _prefix(item)
+            yield _prefix(item)[0]
             yield item

@@ -1,16 +1,18 @@
-"""Command-line values of the ``ngi`` commands: addresses and servers.
+"""Command-line values of the ``ngi`` commands: addresses, servers, TLS.
 
-``parse_bind`` and ``load_server`` turn what a user typed into what
-``ngi.serve.serve`` takes; a bad value raises ``UsageError``, which the
-command reports in one line with exit status 2.
+``parse_bind``, ``load_server`` and ``server_tls`` turn what a user typed
+into what ``ngi.serve.serve`` takes; a bad value raises ``UsageError``,
+which the command reports in one line with exit status 2.
 """
 from __future__ import annotations
 
 import importlib
 import os
+import ssl
 import sys
 
-__all__ = ["UsageError", "parse_bind", "load_server", "LOG_LEVELS"]
+__all__ = ["UsageError", "parse_bind", "load_server", "server_tls",
+           "LOG_LEVELS"]
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
@@ -73,3 +75,30 @@ def load_server(spec):
         raise UsageError(f"{spec} is not callable: a server is a callable "
                          "taking a connection")
     return server
+
+
+def server_tls(certfile, keyfile=None, cafile=None):
+    """The server's ``ssl.SSLContext`` for ``--certfile``/``--keyfile``/
+    ``--cafile``, or None when none is given (plaintext).
+
+    ``--keyfile`` may be left out when the certificate file holds the key;
+    ``--cafile`` makes client certificates required, checked against it.
+    """
+    if certfile is None:
+        if keyfile is not None or cafile is not None:
+            raise UsageError("--keyfile and --cafile need --certfile")
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except (OSError, ssl.SSLError) as e:
+        files = certfile if keyfile is None else f"{certfile} and {keyfile}"
+        raise UsageError(f"cannot load the certificate from {files}: {e}") from None
+    if cafile is not None:
+        try:
+            context.load_verify_locations(cafile)
+        except (OSError, ssl.SSLError) as e:
+            raise UsageError(f"cannot load the CA certificates from {cafile}: "
+                             f"{e}") from None
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context

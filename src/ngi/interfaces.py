@@ -33,18 +33,26 @@ from typing import Any, Callable, Iterable, Protocol, runtime_checkable
 __all__ = [
     "ConnectionFailed", "Timeout", "ConnectionClosed",
     "IConnectionHandler", "ICloseHandler", "IExceptionHandler",
-    "IFlowControlHandler", "IClientConnectHandler", "IServer", "IUDPHandler",
+    "IFlowControlHandler", "IDrainHandler", "IHandshakeHandler",
+    "IClientConnectHandler", "IServer", "IUDPHandler",
     "IConnection", "IServerConnection", "IListener", "IUDPListener",
     "ITimer", "IImplementation", "IThreadedImplementation",
 ]
 
 
-class ConnectionFailed(Exception):
-    """A connection could not be established."""
+class ConnectionFailed(ConnectionError):
+    """A connection could not be established.
+
+    A ``ConnectionError`` (so an ``OSError``), as a refused socket connect
+    is: ``except OSError`` catches both.
+    """
 
 
-class Timeout(Exception):
-    """A blocking operation did not finish in the time allowed."""
+class Timeout(TimeoutError):
+    """A blocking operation did not finish in the time allowed.
+
+    A ``TimeoutError``, as a socket's timeout is.
+    """
 
 
 class ConnectionClosed(ValueError):
@@ -128,12 +136,49 @@ class IFlowControlHandler(Protocol):
 
 
 @runtime_checkable
+class IHandshakeHandler(Protocol):
+    """The optional ``handle_handshake`` method of a connection handler."""
+
+    def handle_handshake(self, connection: IConnection) -> None:
+        """The TLS handshake begun by `IConnection.start_tls` has completed:
+        ``connection.ssl_object`` is set, and what was written since the
+        call is on its way, encrypted.  (A failed one is ``handle_close``
+        with the ``ssl`` error.)  Called once, on the loop thread."""
+
+
+@runtime_checkable
+class IDrainHandler(Protocol):
+    """The optional ``handle_drain`` method of a connection handler."""
+
+    def handle_drain(self, connection: IConnection) -> None:
+        """The listener that accepted the connection is draining (its
+        `IListener.close` was called with a handler, as ``ngi serve`` does
+        on SIGTERM): finish and close soon.
+
+        Called once, on the loop thread, for each open connection whose
+        handler has it; an idle connection (a keep-alive client between
+        requests) can close at once.  If it raises, the connection is
+        closed as for ``handle_input``.
+        """
+
+
+@runtime_checkable
 class IClientConnectHandler(Protocol):
     """Receives the result of `IImplementation.connect`: exactly one of
-    its methods is called, once, on the loop thread."""
+    its methods is called, once, on the loop thread.
+
+    ``failed_connect`` is optional, as it was in zc.ngi: without it a
+    failed connect is logged at WARNING (``ngi.net.client``, or
+    ``ngi.testing``) with the address and the reason.
+    """
 
     def connected(self, connection: IConnection) -> None:
-        """The connection was established; set its handler here."""
+        """The connection was established; set its handler here.
+
+        If it raises, the exception is logged (``ngi.net.client``, or
+        printed and logged by ``ngi.testing``) and the connection is
+        closed; no ``handle_close`` follows.
+        """
 
     def failed_connect(self, reason: Any) -> None:
         """The connection could not be established; ``reason`` is
@@ -145,7 +190,9 @@ class IServer(Protocol):
     """A callable taking each connection a listener accepts.
 
     It calls ``connection.set_handler``.  An exception from it is logged and
-    closes only that connection; the listener keeps accepting.
+    closes only that connection; the listener keeps accepting.  One that
+    returns without setting a handler (or closing the connection) is
+    logged at WARNING: nothing would ever be read from that connection.
     """
 
     def __call__(self, connection: IServerConnection) -> None: ...
@@ -266,6 +313,30 @@ class IConnection(Protocol):
     def reading(self) -> bool:
         """True while the connection is open and reading is not paused."""
 
+    @property
+    def ssl_object(self) -> Any:
+        """The ``ssl.SSLObject`` of a TLS connection (its version, cipher,
+        peer certificate, ALPN protocol), None for plaintext.
+
+        It belongs to the loop thread: use it in handler calls.  Read from
+        another thread it can be caught mid-update (``version()`` is None
+        while the loop handles post-handshake messages such as TLS 1.3
+        session tickets); ``ssl.SSLObject`` is not thread-safe."""
+
+    def start_tls(self, context: Any, server_side: bool = False,
+                  server_hostname: str | None = None) -> None:
+        """Upgrade this open plaintext connection to TLS, in place.
+
+        What was written before leaves first, in plaintext; what is
+        written after is sent encrypted once the handshake is done.  Input
+        delivered before stays delivered; what arrives after is TLS.
+        Success calls the handler's optional ``handle_handshake`` (see
+        `IHandshakeHandler`); failure is ``handle_close`` with the ``ssl``
+        error.  ``ValueError`` on a TLS connection, ``ConnectionClosed``
+        on a closed one.  Also takes ``handshake_timeout`` and
+        ``shutdown_timeout`` keywords (see `IImplementation.listener`).
+        """
+
 
 @runtime_checkable
 class IServerConnection(IConnection, Protocol):
@@ -292,7 +363,8 @@ class IListener(Protocol):
 
         Without ``handler``, close the listener and all its connections
         now: their handlers get ``handle_close(connection, 'stopped')``.
-        With one, leave the open connections alone and call
+        With one, leave the open connections alone (their handlers'
+        optional ``handle_drain`` is called, see `IDrainHandler`) and call
         ``handler(listener)`` once the last one has closed (at once if none
         is open); a later
         ``close()`` without a handler stops those still open.  A Unix
@@ -332,13 +404,29 @@ class IImplementation(Protocol):
     def connect(self, address: Any, handler: IClientConnectHandler) -> None:
         """Connect to ``address``; later, on the loop thread,
         ``handler.connected(connection)`` or
-        ``handler.failed_connect(reason)``."""
+        ``handler.failed_connect(reason)``.
+
+        TLS keywords: ``ssl`` (an ``ssl.SSLContext``, or True for
+        ``ssl.create_default_context()``), ``server_hostname`` (by default
+        the address's host; required for an address without one),
+        ``handshake_timeout`` (60 s) and ``shutdown_timeout`` (30 s).
+        ``connected`` then comes after the handshake, and a failed
+        handshake or certificate check is ``failed_connect`` with the
+        ``ssl`` error.
+        """
 
     def listener(self, address: Any, server: IServer) -> IListener:
         """Listen on ``address``, calling ``server`` for each connection.
 
         Binding happens in the call: a busy or forbidden address raises
-        ``OSError`` here, and nothing is left open.
+        ``OSError`` here, and nothing is left open.  With ``ssl`` (a server
+        ``ssl.SSLContext``), ``server`` is called once a connection's TLS
+        handshake has completed; one that fails is logged at INFO and
+        never reaches it.  ``handshake_timeout`` (60 s) bounds the
+        handshake; after ``close()`` has sent everything and our
+        ``close_notify``, the peer's is awaited ``shutdown_timeout`` (30 s)
+        at most.  A peer that ends the stream without ``close_notify``
+        closes with an ``ssl.SSLEOFError`` as the reason.
         """
 
     def udp(self, address: Any, data: bytes) -> None:

@@ -23,15 +23,21 @@ import socket
 import threading
 import weakref
 
-from ngi import _core, _rules, _unixpath
+from ngi import _core, _rules, _tls, _unixpath
 from ngi.interfaces import Timeout
 
 __all__ = [
-    "Implementation", "Inline", "main", "bind", "connect", "listener", "udp",
+    "Implementation", "Inline", "main", "bind", "connect", "connector",
+    "listener", "udp",
     "udp_listener", "wait", "call_from_thread", "call_later", "start_thread",
+    "current",
 ]
 
 logger = logging.getLogger("ngi.net")
+# Where a record comes from, for filtering (the core logs under the same).
+_server_log = logging.getLogger("ngi.net.server")
+_client_log = logging.getLogger("ngi.net.client")
+_udp_log = logging.getLogger("ngi.net.udp")
 
 _ADDRESS_HELP = ("expected (host, port), an IPv6 (host, port) with ':' in the "
                  "host, a str path for a Unix socket")
@@ -97,6 +103,19 @@ def bind(address, *, reuse_port=False):
     return _bound_socket(address, socket.SOCK_STREAM, reuse_port)
 
 
+def _listening_socket(address, reuse_port=False):
+    """A listener's socket: the one given (made to listen if it is not
+    yet), or a new one bound to ``address``; and whether it is ours to
+    close."""
+    if isinstance(address, socket.socket):
+        if address.type != socket.SOCK_STREAM:
+            raise ValueError(f"listener() expects a stream socket, got {address!r}")
+        if not address.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            address.listen(socket.SOMAXCONN)
+        return address, False
+    return bind(address, reuse_port=reuse_port), True
+
+
 def _bound_socket(address, kind, reuse_port=False):
     """A non-blocking socket of ``kind`` bound to an NGI address (listening,
     for a stream), or the error with nothing left open."""
@@ -159,14 +178,24 @@ class _Base:
     def _kick(self):
         """Make sure a thread will run the loop (work was just queued)."""
 
-    def connect(self, address, handler):
+    def connect(self, address, handler, ssl=None, server_hostname=None, *,
+                handshake_timeout=_tls.HANDSHAKE_TIMEOUT,
+                shutdown_timeout=_tls.SHUTDOWN_TIMEOUT):
         """Connect; ``handler.connected(conn)`` or ``failed_connect(reason)``.
 
         Thread-safe.  An invalid address raises here; everything else that
-        goes wrong (unknown host, refused, unreachable) is a failed_connect.
+        goes wrong (unknown host, refused, unreachable) is a failed_connect
+        (logged at WARNING under ``ngi.net.client`` if the handler has none).
+        With ``ssl`` (an ``ssl.SSLContext``, or True for the default
+        context), ``connected`` comes after the TLS handshake, and a failed
+        handshake or certificate check is a failed_connect with the ``ssl``
+        error (see `ngi._tls` for the defaults).
         """
         family, sockaddr = _parse(address)
-        _rules.check_handler(handler, "connect()", "connected", "failed_connect")
+        handler = _rules.connect_handler(handler, address, "connect()",
+                                         _client_log)
+        context, hostname = _tls.client_context(ssl, server_hostname, address)
+        hs, sd = _tls.timeouts(handshake_timeout, shutdown_timeout, "connect()")
         sock = None
         try:
             family, sockaddr = _resolve(family, sockaddr, socket.SOCK_STREAM)
@@ -181,27 +210,28 @@ class _Base:
             self._loop.call_soon(handler.failed_connect, e)
         else:
             self._loop.connector(sock.detach(), handler,
-                                 nodelay=family != socket.AF_UNIX)
+                                 nodelay=family != socket.AF_UNIX, ssl=context,
+                                 server_hostname=hostname,
+                                 handshake_timeout=hs, shutdown_timeout=sd)
         self._kick()
 
-    def listener(self, address, server, thready=False, reuse_port=False):
+    def listener(self, address, server, thready=False, reuse_port=False,
+                 ssl=None, *, handshake_timeout=_tls.HANDSHAKE_TIMEOUT,
+                 shutdown_timeout=_tls.SHUTDOWN_TIMEOUT):
         """Listen on ``address`` (None: a free localhost port).
 
         Binding happens here, so a busy or forbidden address raises OSError
         in the caller, with the socket closed again.  ``address`` may also
         be a bound ``socket.socket`` (see `bind`): the listener takes it
-        over, and leaves a Unix socket's file to whoever made it.
+        over, and leaves a Unix socket's file to whoever made it.  With
+        ``ssl``, an ``ssl.SSLContext`` holding the server's certificate,
+        ``server`` gets each connection once its TLS handshake is done.
         """
         if not callable(server):
             raise TypeError(f"listener() expects a callable server, got {server!r}")
-        if isinstance(address, socket.socket):
-            sock, owned = address, False
-            if sock.type != socket.SOCK_STREAM:
-                raise ValueError(f"listener() expects a stream socket, got {sock!r}")
-            if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
-                sock.listen(socket.SOMAXCONN)
-        else:
-            sock, owned = bind(address, reuse_port=reuse_port), True
+        context = _tls.server_context(ssl)
+        hs, sd = _tls.timeouts(handshake_timeout, shutdown_timeout, "listener()")
+        sock, owned = _listening_socket(address, reuse_port)
         try:
             sock.setblocking(False)
             bound = _bound_address(sock)
@@ -210,12 +240,14 @@ class _Base:
                 sock.close()
             raise
         unix = sock.family == socket.AF_UNIX
-        adopt = _ThreadyAdopter(server, self, not unix) if thready else None
+        adopt = (_ThreadyAdopter(server, self, not unix, context, hs, sd)
+                 if thready else None)
         result = self._loop.listener(
             sock.detach(), server, address=bound,
             unix_path=bound if unix and owned else None, nodelay=not unix,
-            adopt=adopt)
-        logger.info("listening on %r", bound)
+            adopt=adopt, ssl=context, handshake_timeout=hs,
+            shutdown_timeout=sd)
+        _server_log.info("listening on %r", bound)
         self._kick()
         return result
 
@@ -252,7 +284,7 @@ class _Base:
         result = self._loop.udp_listener(sock.detach(), handler, buffer_size,
                                          address=bound, unix_path=unix_path,
                                          sender=sender)
-        logger.info("udp listening on %r", bound)
+        _udp_log.info("udp listening on %r", bound)
         self._kick()
         return result
 
@@ -349,18 +381,24 @@ class Inline(_Base):
 class _ThreadyAdopter:
     """Gives each connection a listener accepts its own implementation."""
 
-    def __init__(self, server, impl, nodelay):
+    def __init__(self, server, impl, nodelay, ssl, handshake_timeout,
+                 shutdown_timeout):
         self.server = server
         self.impl = impl
         self.nodelay = nodelay
+        self.ssl = ssl
+        self.timeouts = handshake_timeout, shutdown_timeout
 
     def __call__(self, listener, fd):
         impl = _ConnectionImplementation(
             daemon=getattr(self.impl, "daemon", True),
             name=f"{getattr(self.impl, 'name', 'ngi.net')}-conn")
-        conn = impl._loop.connection(fd, nodelay=self.nodelay)
+        # Served on its own loop (over TLS, once the handshake is done).
+        conn = impl._loop.connection(
+            fd, nodelay=self.nodelay, ssl=self.ssl, server=self.server,
+            handshake_timeout=self.timeouts[0],
+            shutdown_timeout=self.timeouts[1])
         listener.track(conn)
-        impl._loop.call_soon(_serve, self.server, conn)
         impl._kick()
 
 
@@ -371,15 +409,20 @@ class _ConnectionImplementation(Implementation):
     _bufsize = 65536
 
 
-def _serve(server, conn):
-    try:
-        server(conn)
-    except BaseException:
-        conn.abort()
-        raise
-
-
 _implementations: weakref.WeakSet[_Base] = weakref.WeakSet()
+
+
+def current():
+    """The implementation whose loop is running in this thread, or None.
+
+    For code that must hand work back to the loop it was called from (as
+    `ngi.aio.Bridge` does) without being told which one that is.
+    """
+    for impl in list(_implementations):
+        loop = impl._core_loop
+        if loop is not None and loop.in_loop_thread():
+            return impl
+    return None
 
 
 def _after_fork_in_child():
@@ -395,6 +438,7 @@ _default = Implementation(name="ngi.net", _lazy=True)
 main = Inline(_lazy=True)
 
 connect = _default.connect
+connector = connect  # zc.ngi.async's other name for it
 listener = _default.listener
 udp = _default.udp
 udp_listener = _default.udp_listener

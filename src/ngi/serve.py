@@ -17,7 +17,17 @@ that dies.  The workers share the port in one of two ways:
   the inherited socket is what spreads the load.
 
 SIGTERM or SIGINT stops accepting at once, lets open connections finish
-for up to ``grace`` seconds (``listener.close(handler)``), then exits 0.
+for up to ``grace`` seconds (``listener.close(handler)``, which calls each
+handler's optional ``handle_drain``, so that idle connections can close at
+once), then exits 0.  A second SIGTERM or SIGINT stops the open
+connections at once.
+
+With workers, the supervisor passes the first stop signal on as SIGTERM
+(drain) and a second as SIGINT (stop now).  A worker drains on the first
+stop signal from anyone, but is hurried only by its supervisor's SIGINT:
+a Ctrl-C reaches the whole process group and systemd signals the whole
+cgroup, so a worker often gets one stop twice, from there and from the
+supervisor.
 """
 from __future__ import annotations
 
@@ -40,6 +50,7 @@ logger = logging.getLogger("ngi.serve")
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _QUICK_CRASH = 1.0   # a worker that dies younger than this is restarted late
 _KILL_MARGIN = 5     # seconds past the grace before stragglers are killed
+_DRAIN_POLL = 0.05   # seconds between looks at the drain while taking signals
 
 
 def raise_open_file_limit():
@@ -64,17 +75,19 @@ def raise_open_file_limit():
     return target
 
 
-def serve(server, address, workers=1, grace=30.0, shared_socket=False):
+def serve(server, address, workers=1, grace=30.0, shared_socket=False,
+          ssl=None):
     """Serve ``server`` on ``address`` until SIGTERM/SIGINT; return 0.
 
     Binding happens before anything else, so a busy address raises OSError
-    here.
+    here.  ``ssl``, a server ``ssl.SSLContext``, serves TLS.
     """
     raise_open_file_limit()
     if workers == 1:
         return _Worker(server, grace).run(
-            lambda impl: impl.listener(address, server))
-    return _Supervisor(server, address, workers, grace, shared_socket).run()
+            lambda impl: impl.listener(address, server, ssl=ssl))
+    return _Supervisor(server, address, workers, grace, shared_socket,
+                       ssl).run()
 
 
 class _Worker:
@@ -82,33 +95,60 @@ class _Worker:
     main thread waits for a stop signal.
 
     The stop signals are blocked in every thread (the loop thread inherits
-    the mask) and taken with ``sigwait``: no handler runs at a random
+    the mask) and taken with ``sigwaitinfo``: no handler runs at a random
     point, so nothing can be interrupted halfway.
     """
 
-    def __init__(self, server, grace):
+    def __init__(self, server, grace, supervisor=None):
         self.server = server
         self.grace = grace
+        self.supervisor = supervisor  # the supervisor's pid, for a worker
 
     def run(self, listen):
         signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         impl = ngi.net.Implementation(name="ngi-serve")
         listener = listen(impl)
         impl.start_thread()
-        signum = signal.sigwait(_STOP_SIGNALS)
+        first = signal.sigwaitinfo(_STOP_SIGNALS)
         drained = threading.Event()
-        listener.close(lambda listener: drained.set())
-        open_now = len(listener.connections())
-        logger.info("%s: stopping; %d connections open (grace %ss)",
-                    signal.Signals(signum).name, open_now, self.grace)
-        if not drained.wait(self.grace) and listener.connections():
+        listener.close(lambda listener: drained.set())  # and handle_drain
+        logger.info("%s: stopping; %d connections open (grace %ss; a second "
+                    "signal stops them at once)",
+                    signal.Signals(first.si_signo).name,
+                    len(listener.connections()), self.grace)
+        hurried = self._from_supervisor(first, signal.SIGINT) or \
+            self._drain(drained)
+        if drained.is_set() or not listener.connections():
+            logger.info("stopped")
+            return 0
+        if hurried:
+            logger.warning("stopping %d connections now",
+                           len(listener.connections()))
+        else:
             logger.warning("%d connections still open after %ss; stopping them",
                            len(listener.connections()), self.grace)
-            listener.close()  # their handlers get handle_close(..., 'stopped')
-            drained.wait(1)
-        else:
-            logger.info("stopped")
+        listener.close()  # their handlers get handle_close(..., 'stopped')
+        drained.wait(1)
         return 0
+
+    def _drain(self, drained):
+        """Wait for the drain for up to the grace; True if a second stop
+        signal came first."""
+        deadline = time.monotonic() + self.grace
+        while not drained.is_set():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            info = signal.sigtimedwait(_STOP_SIGNALS,
+                                       min(remaining, _DRAIN_POLL))
+            if info is not None and (self.supervisor is None or
+                                     self._from_supervisor(info, signal.SIGINT)):
+                return True
+        return False
+
+    def _from_supervisor(self, info, signum):
+        return (self.supervisor is not None and info.si_signo == signum
+                and info.si_pid == self.supervisor)
 
 
 class _Supervisor:
@@ -121,8 +161,9 @@ class _Supervisor:
 
     _SIGNALS = (*_STOP_SIGNALS, signal.SIGCHLD)
 
-    def __init__(self, server, address, count, grace, shared_socket):
+    def __init__(self, server, address, count, grace, shared_socket, ssl=None):
         self.server = server
+        self.ssl = ssl
         self.address = address
         self.count = count
         self.grace = grace
@@ -195,7 +236,11 @@ class _Supervisor:
             self.restarts[slot] = time.monotonic() + (_QUICK_CRASH if quick else 0)
 
     def _stop(self, signum):
-        if self.stopping:
+        if self.stopping:  # again: the workers stop their connections now
+            logger.info("%s again: stopping %d workers now",
+                        signal.Signals(signum).name, len(self.workers))
+            for pid in list(self.workers):
+                _kill(pid, signal.SIGINT)
             return
         self.stopping = True
         logger.info("%s: stopping %d workers", signal.Signals(signum).name,
@@ -244,7 +289,8 @@ class _Supervisor:
             for sock in set(self.sockets):
                 if sock is not mine:
                     sock.close()
-            status = _Worker(self.server, self.grace).run(self._adopt(mine))
+            status = _Worker(self.server, self.grace, os.getppid()).run(
+                self._adopt(mine))
         except BaseException:
             logger.exception("worker %d failed", slot)
         finally:
@@ -253,7 +299,7 @@ class _Supervisor:
 
     def _adopt(self, sock):
         # The socket file of a Unix address stays the supervisor's to remove.
-        return lambda impl: impl.listener(sock, self.server)
+        return lambda impl: impl.listener(sock, self.server, ssl=self.ssl)
 
 
 def _kill(pid, signum):

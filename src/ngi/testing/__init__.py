@@ -9,9 +9,10 @@ next line.
 
 - `Connection` (and `TextConnection`) make a connected pair: test your
   handler on one end, and by default the other end prints what it gets.
-- `listener`, `connect`, `udp`, `udp_listener` and `call_later` work like a
-  real implementation's, with addresses that are just hashable keys.  They
-  are bound to the default network, `network`.
+- `listener`, `connect` (also called `connector`, zc.ngi's name), `udp`,
+  `udp_listener` and `call_later` work like a real implementation's, with
+  addresses that are just hashable keys.  They are bound to the default
+  network, `network`.
 - `connectable`, `peer`, `Connection.test_input` and
   `Connection.test_close` script the other side of a conversation.
 - `Network(chunk_size=None, seed=None, deferred=False)` is an isolated
@@ -25,6 +26,11 @@ next line.
 - Flow control: ``write_buffer_size``, ``set_write_limits``, the handler's
   ``handle_pause_writing`` / ``handle_resume_writing``, and
   ``pause_reading`` / ``resume_reading`` / ``reading``.
+- TLS: ``listener(..., ssl=context)``, ``connect(..., ssl=context,
+  server_hostname=...)``, ``connection.ssl_object`` and
+  ``connection.start_tls(...)``, with real handshakes and records over
+  ``ssl.MemoryBIO`` pairs; the network carries (and cuts, defers and
+  faults) the ciphertext, and the timeouts run on its clock.
 - `ngi.testing.conformance` is the conformance suite that this and every
   other implementation pass.
 
@@ -39,8 +45,9 @@ Rules that keep tests close to a real network:
   (so they show up in doctests) and logged under ``ngi.testing``; the
   connection concerned is closed.
 - Binding an address that a listener already holds raises ``OSError``; a
-  listener or UDP listener asked for the address ``None`` gets a fresh one,
-  and so does ``listener(server)``.  Addresses must be hashable.
+  listener or UDP listener asked for the address ``None`` gets a fresh one.
+  ``listener(server)`` is anonymous (``address`` None), reached only through
+  its own ``connect``.  Addresses must be hashable.
 - ``writelines`` pulls its iterable in the call for as long as the
   connection's write buffer stays at or below its high-water mark; the rest
   is pulled as the peer reads.
@@ -61,32 +68,44 @@ peer closed), ``'stopped'`` (the listener closed), a
 connect fails with a ``ConnectionRefusedError``, a connect to an address
 nobody listens on with ``'no such server'``; the client end of a connection
 made through a listener has the listener's address as ``peer_address``,
-every other end has ``'<test>'``.  Pieces of different writes are never
-merged into one ``handle_input``.
+every other end has ``'<test>'`` unless ``Connection(address=...,
+peer_address=...)`` or ``connect(..., client_address=...)`` says otherwise.
+Pieces of different writes are never merged into one ``handle_input``.
+A connect handler without ``failed_connect`` is accepted (as by zc.ngi): a
+failed connect is then logged at WARNING; a server callable that returns
+without setting a handler is logged at WARNING too.
+
+zc.ngi's testing API is here too: ``connection.closed`` (None while open,
+True after the application's close, else the close reason),
+``connection.handler``, ``listener.connect(connection, handler,
+client_address)``, `PrintingHandler` ``(connection)`` installing itself,
+and ``udp_listener(address)`` printing what arrives.
 """
 from __future__ import annotations
 
 # The pieces, one module each: _printing (the printing handlers),
-# _connection (a connection's two ends and their life), _network (the
-# network, its listeners, peers and timers), _reporting (how errors from
-# application code are printed and logged).
+# _connection (a connection's two ends and their life), _secure (a
+# connection's TLS layer), _network (the network, its listeners, peers and
+# timers), _reporting (how errors from application code are printed and
+# logged).
 from ngi.testing._connection import (
     Connection, ServerConnection, TextConnection)
 from ngi.testing._network import Listener, Network, Peer, Timer, UDPListener
-from ngi.testing._printing import PrintingHandler, TextPrintingHandler
+from ngi.testing._printing import (
+    PrintingHandler, TextPrintingHandler, UDPPrintingHandler)
 
 __all__ = [
     "Connection", "TextConnection", "ServerConnection",
-    "PrintingHandler", "TextPrintingHandler",
+    "PrintingHandler", "TextPrintingHandler", "UDPPrintingHandler",
     "Listener", "UDPListener", "Peer", "Network", "Timer", "network",
-    "connect", "listener", "udp", "udp_listener", "connectable", "peer",
-    "call_later",
+    "connect", "connector", "listener", "udp", "udp_listener",
+    "connectable", "peer", "call_later",
 ]
 
 # The classes are ngi.testing's wherever they are defined: their reprs,
 # tracebacks and the API docs name them as they are imported.
 for _class in (Connection, TextConnection, ServerConnection, PrintingHandler,
-               TextPrintingHandler, Listener, UDPListener, Peer, Network,
+               TextPrintingHandler, UDPPrintingHandler, Listener, UDPListener, Peer, Network,
                Timer):
     _class.__module__ = __name__
 del _class
@@ -94,6 +113,7 @@ del _class
 network = Network()  # the default network, used by the functions below
 
 connect = network.connect
+connector = connect  # zc.ngi's name for it
 listener = network.listener
 udp = network.udp
 udp_listener = network.udp_listener

@@ -12,12 +12,16 @@ import errno
 from typing import TYPE_CHECKING, Any, Iterable, Iterator, TypeVar, Union
 
 from ngi import _rules
+from ngi import _tls as tls_rules  # `_tls` is a connection's layer here
 from ngi.interfaces import ConnectionClosed
 from ngi.testing._printing import PrintingHandler, TextPrintingHandler
 from ngi.testing._reporting import call, report
 
 if TYPE_CHECKING:
+    import ssl
+
     from ngi.testing._network import Listener, Network
+    from ngi.testing._secure import TLS
 
 TEST_ADDRESS = "<test>"  # the address every unnamed end appears to have
 
@@ -56,9 +60,24 @@ class Event(enum.Enum):
     RESET = "reset"
     WRITELINES_FAILED = "writelines failed"  # for handle_exception
     RESUME_WRITING = "resume writing"
+    DRAIN = "drain"  # the listener is draining: handle_drain, if any
     # Closed already (the listener stopped it): only the handler's
     # handle_close is left to call.
     TELL_CLOSED = "tell closed"
+    # TLS (see _secure): decrypted input, (data, wire bytes to credit the
+    # sender), data possibly empty; and start_tls's handshake completed.
+    RECORD = "record"
+    HANDSHAKE = "handshake"
+
+
+class _Upgrade:
+    """`UPGRADE` marks where in the outbox a connection's TLS begins."""
+
+    def __repr__(self) -> str:
+        return "<UPGRADE>"
+
+
+UPGRADE = _Upgrade()
 
 
 # (event, argument, sending end or None)
@@ -117,17 +136,38 @@ class Connection:
     other than by the application's own ``close()``, ``abort()`` or
     ``reset()``, so it comes at most once and never after them; a closed
     end ignores what still arrives.
+
+    TLS (``connect``/``listener`` with ``ssl``, or `start_tls`) adds a
+    layer, ``_tls`` (see ``ngi.testing._secure.TLS`` for its own table),
+    without new life states: what the end transmits and receives crosses
+    it; `UPGRADE` in the outbox holds the writes behind it until the
+    handshake is done (so a ``close()`` meanwhile is CLOSING), and the
+    closes above send the close_notify before the EOF.
     """
 
     printing_handler = PrintingHandler
+    peer_address: Any  # the other end's address (see `_setup`)
+    _tls: TLS | None = None  # the TLS layer, once there is one
 
     def __init__(self, peer_handler: Any = None,
-                 network: Network | None = None) -> None:
+                 network: Network | None = None, *, address: Any = None,
+                 peer_address: Any = None) -> None:
+        if isinstance(peer_handler, type):  # zc.ngi took a factory here
+            raise TypeError(
+                "Connection() expects a handler for the peer, not the class "
+                f"{peer_handler.__name__}: make one (Connection("
+                f"{peer_handler.__name__}())), or give the peer a server's "
+                f"handler afterwards ({peer_handler.__name__}(connection.peer))")
         if network is None:
             network = _default_network()
         self._setup(network)
         other = Connection._bare(network)
         link(self, other)
+        # zc.ngi's Connection(address=..., peer_address=...): both ends.
+        if peer_address is not None:
+            self.peer_address = peer_address
+        if address is not None:
+            other.peer_address = address
         other.set_handler(peer_handler if peer_handler is not None
                           else self.printing_handler())
 
@@ -141,10 +181,12 @@ class Connection:
 
     def _setup(self, network: Network) -> None:
         self.peer: Connection = self
-        self.peer_address: Any = TEST_ADDRESS
+        self.peer_address = TEST_ADDRESS
         self._network = network
         self._handler: Any = None
         self._state = State.OPEN
+        self._outside: Any = None  # why it was closed from outside, if it was
+        self._listener: Listener | None = None  # that counts it as its own
         # Events wait in two queues: what came from the peer (input and its
         # close, held while reading is paused) and this end's own news.
         self._inbound: collections.deque[Queued] = collections.deque()
@@ -154,8 +196,9 @@ class Connection:
         # outbox is being pulled further up the stack.
         self._running = False
         self._pulling = False
-        # Output: writelines iterators, and writes that must wait behind one.
-        self._outbox: collections.deque[bytes | Iterator[Any]] = \
+        # Output: writelines iterators, and writes that must wait behind one
+        # (or behind UPGRADE, TLS's start).
+        self._outbox: collections.deque[bytes | Iterator[Any] | _Upgrade] = \
             collections.deque()
         self._buffered = 0  # written and not yet handed to the peer
         self._waiting = 0  # of which: writes in the outbox, behind an iterator
@@ -169,6 +212,20 @@ class Connection:
     def __repr__(self) -> str:
         state = "open" if self._state is State.OPEN else "closed"
         return f"<{type(self).__module__}.{type(self).__name__} {state}>"
+
+    @property
+    def closed(self) -> Any:
+        """zc.ngi's view of the life: None while open, True once the
+        application closed (or aborted) it, else why it was closed from
+        outside (the reason its handler's ``handle_close`` got)."""
+        if self._state is State.OPEN:
+            return None
+        return True if self._outside is None else self._outside
+
+    @property
+    def handler(self) -> Any:
+        """The handler set with `set_handler` (None before)."""
+        return self._handler
 
     # -- IConnection --------------------------------------------------------
 
@@ -211,7 +268,7 @@ class Connection:
             self._shut(State.CLOSING)  # _pull sends the close when done
         else:
             self._shut(State.CLOSED)
-            self._send(Event.PEER_CLOSED, "closed")
+            self._send_close()
 
     def abort(self) -> None:
         """Close now, dropping what the peer has not received yet."""
@@ -258,6 +315,38 @@ class Connection:
         """True while open and not paused."""
         return self._state is State.OPEN and not self._reading_paused
 
+    # -- TLS ----------------------------------------------------------------
+
+    @property
+    def ssl_object(self) -> ssl.SSLObject | None:
+        """The ``ssl.SSLObject`` of a TLS connection, None for plaintext."""
+        return self._tls.sslobj if self._tls is not None else None
+
+    def start_tls(self, context: ssl.SSLContext, server_side: bool = False,
+                  server_hostname: str | None = None, *,
+                  handshake_timeout: float = tls_rules.HANDSHAKE_TIMEOUT,
+                  shutdown_timeout: float = tls_rules.SHUTDOWN_TIMEOUT) -> None:
+        """Upgrade this plaintext connection to TLS, in place (STARTTLS).
+
+        What was written before leaves first, in plaintext; what is written
+        after waits for the handshake and leaves encrypted.  Input handed
+        to the handler stays handed; what arrives after the call is TLS.
+        Success calls the handler's optional ``handle_handshake(connection)``
+        (queued like input); failure or ``handshake_timeout`` closes the
+        connection with ``handle_close(connection, error)``.
+        """
+        from ngi.testing._secure import TLS
+
+        context, server_side, server_hostname = tls_rules.start_tls_args(
+            context, server_side, server_hostname)
+        timeouts = tls_rules.timeouts(handshake_timeout, shutdown_timeout,
+                                      "start_tls()")
+        self._check_open()
+        if self._tls is not None:
+            raise ValueError("start_tls() on a connection that is TLS already")
+        TLS(context, server_side, server_hostname, *timeouts).attach(
+            self, _handshake_done, Connection._stop)
+
     # -- scripting the peer -------------------------------------------------
 
     def test_input(self, data: Any) -> None:
@@ -280,6 +369,8 @@ class Connection:
         self._flow = Flow.WRITING
         self._local.clear()
         _discard(self._inbound)
+        if self._listener is not None:
+            self._listener._closed(self)
 
     def _drop(self, event: Event, arg: Any) -> None:
         """abort() and reset(): OPEN -> DROPPED, voiding all that was sent
@@ -288,17 +379,22 @@ class Connection:
             self._shut(State.DROPPED)
             self._drop_outbox()
             self._buffered = 0
-            # From no sender: what comes from a dropped end is ignored.
-            self._network._send(self.peer, event, arg, None)
+            if self._tls is not None:
+                self._tls.abandon()
+            # The data that comes from a dropped end is ignored.
+            self._network._send(self.peer, event, arg, self)
 
-    def _close_now(self, tell_peer: bool) -> None:
+    def _close_now(self, tell_peer: bool, reason: Any) -> None:
         """OPEN -> CLOSED from the implementation's side, dropping the
         outbox; the peer is told unless it is the one that closed.  The
-        caller tells this end's handler."""
+        caller tells this end's handler ``reason``."""
+        self._outside = reason
         self._shut(State.CLOSED)
         self._drop_outbox()
-        if tell_peer:
-            self._send(Event.PEER_CLOSED, "closed")
+        if tell_peer or (self._tls is not None and self._tls.peer_notified):
+            self._send_close()  # TLS answers a close_notify with its own
+        elif self._tls is not None:
+            self._tls.abandon()  # the peer is gone, or a script closed this
 
     def _pull(self) -> None:
         """Send what waits in the outbox: writes at once (they were accepted
@@ -316,6 +412,10 @@ class Connection:
                     if self._state is State.CLOSING:
                         self._state = State.CLOSED  # nobody to tell either
                     break
+                if isinstance(self._outbox[0], _Upgrade):
+                    if not self._upgrade():
+                        break
+                    continue
                 if (not isinstance(self._outbox[0], bytes)
                         and self._buffered - self._waiting > self._high):
                     break
@@ -324,8 +424,21 @@ class Connection:
             self._pulling = False
         if self._state is State.CLOSING and not self._outbox:
             self._state = State.CLOSED
-            self._send(Event.PEER_CLOSED, "closed")
+            self._send_close()
         self._check_high()
+
+    def _upgrade(self) -> bool:
+        """`UPGRADE` heads the outbox: TLS output begins; pass it (True)
+        once the handshake is done, or void what waited if it failed."""
+        assert self._tls is not None
+        self._tls.begin()
+        if self._tls.handshaking:
+            return False
+        if self._outbox and isinstance(self._outbox[0], _Upgrade):  # here
+            self._outbox.popleft()
+            if not self._tls.secure:
+                self._drop_outbox()
+        return True
 
     # -- sending ------------------------------------------------------------
 
@@ -336,8 +449,19 @@ class Connection:
     def _send(self, event: Event, arg: Any) -> None:
         self._network._send(self.peer, event, arg, self)
 
+    def _send_close(self) -> None:
+        """The EOF, after TLS's close_notify (and all it still sends)."""
+        if self._tls is not None:
+            self._tls.shutdown()
+            self._tls.emit(Event.PEER_CLOSED, "closed")
+        else:
+            self._send(Event.PEER_CLOSED, "closed")
+
     def _transmit(self, data: bytes) -> None:
         """Hand counted data to the network, in pieces if it says so."""
+        if self._tls is not None:
+            self._tls.send(data)
+            return
         for piece in self._network._pieces(data):
             self._send(Event.INPUT, piece)
 
@@ -348,6 +472,7 @@ class Connection:
             self._waiting -= len(head)
             self._transmit(head)
             return
+        assert not isinstance(head, _Upgrade)  # _pull passes it itself
         try:
             item = _rules.as_bytes(next(head), "writelines()", "items")
         except StopIteration:
@@ -376,16 +501,23 @@ class Connection:
         for item in items:
             if isinstance(item, bytes):
                 self._buffered -= len(item)
+            elif isinstance(item, _Upgrade):
+                assert self._tls is not None
+                self._tls.plain_ahead = False  # nothing is ahead now
             else:
                 _close_iterator(item)
 
     def _credit(self, size: int) -> None:
-        """The peer was handed ``size`` bytes of ours (or dropped them)."""
+        """The peer was handed ``size`` bytes of ours (or dropped them);
+        with TLS, wire bytes, for the plaintext they carried."""
         if self._state is State.DROPPED:
             return  # everything was written off already
+        if self._tls is not None:
+            size = self._tls.credit(size)
         self._buffered -= size
         self._pull()
-        self._check_low()
+        if self.peer._state is State.OPEN:  # a closing peer's dropped
+            self._check_low()                # input is no cue to write more
 
     def _check_high(self) -> None:
         if (self._state is State.OPEN and self._flow is not Flow.PAUSED
@@ -411,26 +543,44 @@ class Connection:
                 self._failed(name, exc)
 
     def _stop(self, reason: Any) -> None:
-        """Close now because the listener stopped: both handlers hear."""
+        """Close now because the listener stopped (or TLS failed): both
+        handlers hear."""
         if self._state is State.OPEN:
-            self._close_now(tell_peer=True)
+            self._close_now(tell_peer=True, reason=reason)
             self._local.append((Event.TELL_CLOSED, reason, None))
+            self._deliver()
+
+    def _drain(self) -> None:
+        """The listener began draining: tell the handler, in turn."""
+        if self._state is State.OPEN:
+            self._local.append((Event.DRAIN, None, None))
             self._deliver()
 
     # -- delivery -----------------------------------------------------------
 
     def _arrive(self, kind: Event, arg: Any,
                 sender: Connection | None) -> None:
-        """An event reached this end: queue it and deliver what can be."""
-        if sender is not None and sender._state is State.DROPPED:
+        """An event reached this end: through TLS, if there is a layer and
+        it came over the network (not from `test_input`/`test_close`)."""
+        if (kind is Event.INPUT and sender is not None
+                and sender._state is State.DROPPED):
             return  # aborted or reset on the way
+        if self._tls is not None and sender is not None:
+            self._tls.arrive(kind, arg, sender)
+        else:
+            self._receive(kind, arg, sender)
+
+    def _receive(self, kind: Event, arg: Any,
+                 sender: Connection | None) -> None:
+        """Queue an event for the handler and deliver what can be."""
         if kind is Event.RESET:  # overtakes whatever the peer still held
             if self._state is State.OPEN:
                 _discard(self._inbound)
                 self._local.append((kind, arg, None))
         elif self._state is not State.OPEN:
-            if kind is Event.INPUT and sender is not None:
-                sender._credit(len(arg))
+            size = _wire_size(kind, arg)
+            if size and sender is not None:
+                sender._credit(size)
             return
         else:
             self._inbound.append((kind, arg, sender))
@@ -455,14 +605,15 @@ class Connection:
 
     def _dispatch(self, kind: Event, arg: Any,
                   sender: Connection | None) -> None:
-        if kind is Event.INPUT:
+        if kind is Event.INPUT or kind is Event.RECORD:
+            data, size = (arg, len(arg)) if kind is Event.INPUT else arg
             if sender is not None:
                 if sender._state is State.DROPPED:
                     return  # the sender aborted: this never arrives
-                sender._credit(len(arg))
-            if self._state is State.OPEN:
+                sender._credit(size)
+            if self._state is State.OPEN and data:
                 try:
-                    self._handler.handle_input(self, arg)
+                    self._handler.handle_input(self, data)
                 except Exception as exc:
                     self._failed("handle_input", exc)
         elif kind is Event.WRITELINES_FAILED:
@@ -470,12 +621,18 @@ class Connection:
                 self._exception(arg)
         elif kind is Event.PEER_CLOSED or kind is Event.RESET:
             if self._state is State.OPEN:
-                self._close_now(tell_peer=False)
+                self._close_now(tell_peer=False, reason=arg)
                 self._notify_close(arg)
         elif kind is Event.RESUME_WRITING:
             if self._state is State.OPEN and self._flow is Flow.RESUME_DUE:
                 self._flow = Flow.WRITING
                 self._flow_call("handle_resume_writing")
+        elif kind is Event.DRAIN:
+            if self._state is State.OPEN:
+                self._flow_call("handle_drain")
+        elif kind is Event.HANDSHAKE:
+            if self._state is State.OPEN:
+                self._flow_call("handle_handshake")  # optional, like those
         else:  # TELL_CLOSED: closed already, only the handler is left
             self._notify_close(arg)
 
@@ -493,8 +650,9 @@ class Connection:
         """A handler failed: report it, close, and tell its handle_close."""
         report(what, exc)
         if self._state is State.OPEN:
-            self._close_now(tell_peer=True)
-            self._notify_close(f"{what} raised {type(exc).__name__}: {exc}")
+            reason = f"{what} raised {type(exc).__name__}: {exc}"
+            self._close_now(tell_peer=True, reason=reason)
+            self._notify_close(reason)
 
     def _notify_close(self, reason: Any) -> None:
         handle_close = getattr(self._handler, "handle_close", None)
@@ -511,8 +669,23 @@ def _discard(events: collections.deque[Queued]) -> None:
     dropped = list(events)
     events.clear()
     for kind, arg, sender in dropped:
-        if kind is Event.INPUT and sender is not None:
-            sender._credit(len(arg))
+        size = _wire_size(kind, arg)
+        if size and sender is not None:
+            sender._credit(size)
+
+
+def _wire_size(kind: Event, arg: Any) -> int:
+    """What an event credits its sender: the bytes that came over the wire."""
+    if kind is Event.INPUT:
+        return len(arg)
+    if kind is Event.RECORD:
+        return int(arg[1])
+    return 0
+
+
+def _handshake_done(connection: Connection) -> None:
+    """start_tls() succeeded: the handler hears, in turn with its input."""
+    connection._receive(Event.HANDSHAKE, None, None)
 
 
 def _close_iterator(iterator: Any) -> None:
@@ -541,11 +714,9 @@ class TextConnection(Connection):
 class ServerConnection(Connection):
     """The server end of a connection made through a `Listener`."""
 
+    control: Listener
+
     def _setup(self, network: Network,  # type: ignore[override]
                listener: Listener) -> None:
         super()._setup(network)
-        self.control = listener
-
-    def _shut(self, state: State) -> None:
-        super()._shut(state)
-        self.control._closed(self)
+        self.control = self._listener = listener

@@ -13,12 +13,13 @@ import itertools
 import random
 from typing import Any, Callable
 
-from ngi import _rules
+from ngi import _rules, _tls
 from ngi.interfaces import ConnectionFailed
+from ngi.testing import _secure
 from ngi.testing._connection import (
     TEST_ADDRESS, Connection, Event, ServerConnection, link)
-from ngi.testing._printing import PrintingHandler
-from ngi.testing._reporting import call, report
+from ngi.testing._printing import PrintingHandler, UDPPrintingHandler
+from ngi.testing._reporting import call, logger, report
 
 
 def _check_address(address: Any) -> None:
@@ -38,74 +39,136 @@ def _connected(handler: Any, connection: Connection) -> None:
 
 
 class Listener:
-    """Accepts connections for ``server``; made by `listener`."""
+    """Accepts connections for ``server``; made by `listener`.
+
+    With TLS, a connection reaches ``server`` (and `connections`) once its
+    handshake is done; one whose handshake fails is logged and dropped,
+    and `close` drops those still in their handshake.
+    """
 
     def __init__(self, network: Network, address: Any,
-                 server: Callable[[Any], Any]) -> None:
+                 server: Callable[[Any], Any],
+                 tls: _secure.Options | None = None) -> None:
         self.address = address
         self._network = network
         self._server = server
+        self._tls = tls
         self._accepting = True
-        self._connections: list[ServerConnection] = []
+        self._connections: list[Connection] = []
+        self._handshaking: list[Connection] = []
         self._close_handler: Callable[[Listener], Any] | None = None
 
     def __repr__(self) -> str:
         return f"<ngi.testing.Listener {self.address!r}>"
 
-    def connect(self, handler: Any = None) -> Connection | None:
-        """Connect to this listener directly and return the client end.
+    def connect(self, connection: Connection | None = None,
+                handler: Any = None,
+                client_address: Any = None) -> Connection | None:
+        """Connect to this listener directly, as zc.ngi's did.
 
-        Without ``handler`` the client end prints what the server sends;
-        with one, ``handler.connected`` gets the client end.  This connect
-        is never deferred, delayed or refused.
+        With no arguments, return the client end, which prints what the
+        server sends.  A given ``connection`` becomes the server side
+        instead (its peer is the client end); ``handler.connected`` gets
+        the client end; ``client_address`` is the server side's
+        ``peer_address``.  With a connection or a handler, return None.
+        This connect is never deferred, delayed or refused.
         """
+        if connection is not None and not isinstance(connection, Connection):
+            raise TypeError("listener.connect() expects an ngi.testing "
+                            "Connection, to be the server side, got "
+                            f"{connection!r}; pass a connect handler as "
+                            "handler=")
+        if connection is not None and (not connection
+                                       or connection._listener is not None):
+            raise ValueError("listener.connect() expects an open connection "
+                             f"that no listener has, got {connection!r}")
+        if handler is not None:
+            handler = _rules.connect_handler(handler, self.address,
+                                             "listener.connect()", logger)
         if not self._accepting:
             if handler is None:
                 raise ConnectionFailed("the listener is closed")
             call(handler.failed_connect, "failed_connect",
                  "the listener is closed")
             return None
-        client = self._accept()
-        if handler is None:
-            client.set_handler(PrintingHandler())
-        else:
+        client = self._accept(client_address, connection)
+        if handler is not None:
             _connected(handler, client)
+        elif connection is None:
+            client.set_handler(PrintingHandler())
+            return client
+        return None
+
+    connector = connect
+
+    def _accept(self, client_address: Any = None,
+                server: Connection | None = None) -> Connection:
+        """Make a connection (or take ``server`` as its server side), let
+        the server callable set its handler, return the client end (whose
+        handler is not set yet, unless ``server`` was given)."""
+        if server is None:
+            server = ServerConnection._bare(self._network, self)
+            client = Connection._bare(self._network)
+            link(client, server)
+            if self.address is not None:
+                client.peer_address = self.address
+        else:  # zc.ngi's listener.connect(connection): now a server side
+            server.control = server._listener = self  # type: ignore[attr-defined]
+            client = server.peer
+        if client_address is not None:
+            server.peer_address = client_address
+        if self._tls is None:
+            self._serve(server)
+        else:
+            self._handshaking.append(server)
+            self._tls.layer().attach(server, self._secured,
+                                     _secure.log_failed_handshake)
         return client
 
-    def _accept(self) -> Connection:
-        """Make a connection, let the server set its handler, return the
-        client end (whose handler is not set yet)."""
-        server = ServerConnection._bare(self._network, self)
-        client = Connection._bare(self._network)
-        link(client, server)
-        client.peer_address = self.address
+    def _secured(self, server: Connection) -> None:
+        self._handshaking.remove(server)
+        self._serve(server)
+
+    def _serve(self, server: Connection) -> None:
         self._connections.append(server)
         try:
             self._server(server)
         except Exception as exc:
             report("the server callable", exc)
             server.close()
-        return client
+        else:
+            if server and server.handler is None:
+                logger.warning(_rules.NO_HANDLER, self._server, server)
 
-    def connections(self) -> list[ServerConnection]:
+    def connections(self) -> list[Connection]:
         """The open server connections, as a list (a snapshot)."""
         return list(self._connections)
 
     def close(self, handler: Callable[[Listener], Any] | None = None) -> None:
         """Stop accepting; close the connections now, or, with ``handler``,
-        call ``handler(self)`` once the last one has closed."""
+        call ``handler(self)`` once the last one has closed (telling each
+        handler that has ``handle_drain``, once)."""
+        draining = self._accepting and handler is not None
         if self._accepting:
             self._accepting = False
             self._network._unbind(self._network._listeners, self)
+        for connection in list(self._handshaking):  # never served: dropped
+            connection._close_now(tell_peer=True, reason="stopped")
         if handler is None:
             for connection in list(self._connections):
                 connection._stop("stopped")
         elif self._connections:
             self._close_handler = handler
+            if draining:
+                for connection in list(self._connections):
+                    connection._drain()  # handle_drain: time to finish
         else:
             call(handler, "the listener close handler", self)
 
-    def _closed(self, connection: ServerConnection) -> None:
+    def _closed(self, connection: Connection) -> None:
+        if connection in self._handshaking:
+            self._handshaking.remove(connection)
+            return
         self._connections.remove(connection)
         if not self._connections and self._close_handler is not None:
             handler, self._close_handler = self._close_handler, None
@@ -144,11 +207,15 @@ class Peer:
         self.listener = Listener(network, address, server)
         self._network = network
 
-    def __call__(self, address: Any, handler: Any) -> None:
+    def __call__(self, address: Any, handler: Any,
+                 client_address: Any = None) -> None:
         if address == self.address:
-            self._network._dial(address, handler, self.listener._accept)
+            handler = _rules.connect_handler(handler, address, "connect()",
+                                             logger)
+            self._network._dial(address, handler, self.listener._accept,
+                                client_address)
         else:
-            self._network.connect(address, handler)
+            self._network.connect(address, handler, client_address)
 
 
 class Timer:
@@ -221,20 +288,46 @@ class Network:
 
     # -- IImplementation ----------------------------------------------------
 
-    def connect(self, address: Any, handler: Any) -> None:
-        """Connect ``handler`` to what ``address`` leads to, if anything."""
-        _check_address(address)
-        self._dial(address, handler, None)
+    def connect(self, address: Any, handler: Any,
+                client_address: Any = None, *, ssl: Any = None,
+                server_hostname: str | None = None,
+                handshake_timeout: float = _tls.HANDSHAKE_TIMEOUT,
+                shutdown_timeout: float = _tls.SHUTDOWN_TIMEOUT) -> None:
+        """Connect ``handler`` to what ``address`` leads to, if anything;
+        ``client_address`` is the server side's ``peer_address``.
 
-    def listener(self, address: Any, server: Any = None) -> Listener:
-        """Listen at ``address``; ``listener(server)`` picks a fresh one."""
+        With ``ssl`` (an ``ssl.SSLContext``, or True for the default one),
+        ``connected`` comes after the TLS handshake, and a failed handshake
+        or certificate check is ``failed_connect`` with the ``ssl`` error.
+        """
+        _check_address(address)
+        tls = _secure.client_options(ssl, server_hostname, address,
+                                     handshake_timeout, shutdown_timeout)
+        handler = _rules.connect_handler(handler, address, "connect()", logger)
+        self._dial(address, handler, None, client_address, tls)
+
+    connector = connect  # zc.ngi's name
+
+    def listener(self, address: Any, server: Any = None, *, ssl: Any = None,
+                 handshake_timeout: float = _tls.HANDSHAKE_TIMEOUT,
+                 shutdown_timeout: float = _tls.SHUTDOWN_TIMEOUT) -> Listener:
+        """Listen at ``address`` (None: a fresh one).  ``listener(server)``
+        is anonymous, as in zc.ngi: its ``address`` is None and only its
+        own `Listener.connect` reaches it.
+
+        With ``ssl``, an ``ssl.SSLContext`` holding the server's
+        certificate, ``server`` gets each connection once its TLS
+        handshake is done.
+        """
+        tls = _secure.server_options(ssl, handshake_timeout, shutdown_timeout)
         if server is None and callable(address):
-            address, server = None, address
+            return Listener(self, None, address, tls)
         if not callable(server):
             raise TypeError("listener() expects a server callable, got "
                             f"{server!r}")
         address = self._bind_address(self._listeners, address)
-        listener = self._listeners[address] = Listener(self, address, server)
+        listener = self._listeners[address] = Listener(self, address, server,
+                                                       tls)
         return listener
 
     def udp(self, address: Any, data: Any) -> None:
@@ -243,14 +336,18 @@ class Network:
         _check_address(address)
         self._later(self._datagram, address, data)
 
-    def udp_listener(self, address: Any, handler: Callable[[Any, bytes], Any],
+    def udp_listener(self, address: Any,
+                     handler: Callable[[Any, bytes], Any] | None = None,
                      buffer_size: int = 4096) -> UDPListener:
-        """Call ``handler('<test>', data)`` for each datagram to ``address``."""
-        if not callable(handler):
+        """Call ``handler('<test>', data)`` for each datagram to ``address``;
+        without a handler, print each one (as zc.ngi did)."""
+        if handler is not None and not callable(handler):
             raise TypeError("udp_listener() expects a callable handler, got "
                             f"{handler!r}")
         _rules.positive_int("buffer_size", buffer_size)
         address = self._bind_address(self._udp_listeners, address)
+        if handler is None:
+            handler = UDPPrintingHandler(address)
         receiver = UDPListener(self, address, handler, buffer_size)
         self._udp_listeners[address] = receiver
         return receiver
@@ -373,36 +470,50 @@ class Network:
         return pieces
 
     def _dial(self, address: Any, handler: Any,
-              accept: Callable[[], Connection] | None) -> None:
+              accept: Callable[[Any], Connection] | None,
+              client_address: Any = None,
+              tls: _secure.Options | None = None) -> None:
         """Complete a connect now, on the next pump, or after its delay."""
         delay = self._connect_delays.get(address)
         if delay is not None:
             self.call_later(delay, self._complete_connect, address, handler,
-                            accept)
+                            accept, client_address, tls)
         else:
-            self._later(self._complete_connect, address, handler, accept)
+            self._later(self._complete_connect, address, handler, accept,
+                        client_address, tls)
 
     def _complete_connect(self, address: Any, handler: Any,
-                          accept: Callable[[], Connection] | None) -> None:
+                          accept: Callable[[Any], Connection] | None,
+                          client_address: Any,
+                          tls: _secure.Options | None = None) -> None:
         if address in self._refused:
             self._fail_connect(address, handler, ConnectionRefusedError(
                 errno.ECONNREFUSED, f"connection refused: {address!r}"))
             return
         if accept is not None:
-            _connected(handler, accept())
-            return
-        queued = self._connectable.get(address)
-        if queued:
+            connection = accept(client_address)
+        elif self._connectable.get(address):
+            queued = self._connectable[address]
             connection = queued.popleft()
             if not queued:
                 del self._connectable[address]
+            if client_address is not None:
+                connection.peer.peer_address = client_address
+        elif address in self._listeners:
+            connection = self._listeners[address]._accept(client_address)
+        else:
+            self._fail_connect(address, handler, "no such server")
+            return
+        if tls is None:
             _connected(handler, connection)
             return
-        found = self._listeners.get(address)
-        if found is not None:
-            _connected(handler, found._accept())
-            return
-        self._fail_connect(address, handler, "no such server")
+
+        def failed(connection: Connection, error: Any) -> None:
+            connection._close_now(tell_peer=True, reason=error)
+            self._fail_connect(address, handler, error)
+
+        tls.layer().attach(connection, lambda c: _connected(handler, c),
+                           failed)
 
     def _fail_connect(self, address: Any, handler: Any, reason: Any) -> None:
         if address in self._failing:

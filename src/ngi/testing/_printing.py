@@ -13,6 +13,11 @@ class PrintingHandler:
 
     width = 50
 
+    def __init__(self, connection: Any = None) -> None:
+        # zc.ngi's PrintingHandler(connection) installs itself.
+        if connection is not None:
+            connection.set_handler(self)
+
     def handle_input(self, connection: Any, data: bytes) -> None:
         text = repr(data)
         prefix = "->"
@@ -42,3 +47,14 @@ class TextPrintingHandler(PrintingHandler):
     def handle_input(self, connection: Any, data: bytes) -> None:
         text = data.decode(self.encoding, errors="replace")
         print(text, end="" if text.endswith("\n") else "\n")
+
+
+class UDPPrintingHandler:
+    """Print each datagram a UDP listener at ``address`` gets: what
+    ``udp_listener(address)`` without a handler uses, as zc.ngi's did."""
+
+    def __init__(self, address: Any) -> None:
+        self.address = address
+
+    def __call__(self, sender: Any, data: bytes) -> None:
+        print(f"udp from {sender!r} to {self.address!r}:\n  {data!r}")

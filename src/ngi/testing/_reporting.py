@@ -1,7 +1,9 @@
 """How ngi.testing reports an exception from application code.
 
 It is printed with its traceback (so that it shows up in a doctest) and
-logged under ``ngi.testing``; then the implementation carries on.
+logged under ``ngi.testing``; then the implementation carries on.  Lists
+in ``observers`` collect each one too (the pytest plugin's, which fails a
+test that asked for it).
 """
 from __future__ import annotations
 
@@ -14,6 +16,9 @@ logger = logging.getLogger("ngi.testing")
 # would print them a second time, to stderr, when logging is not set up.
 logger.addHandler(logging.NullHandler())
 
+# Each list gets a (what, exception) pair per report.
+observers: list[list[tuple[str, BaseException]]] = []
+
 
 def report(what: str, exc: BaseException) -> None:
     """Print and log an exception from application code, then carry on."""
@@ -23,6 +28,8 @@ def report(what: str, exc: BaseException) -> None:
           end="")
     logger.error("%s raised an exception", what,
                  exc_info=(type(exc), exc, exc.__traceback__))
+    for seen in observers:
+        seen.append((what, exc))
 
 
 def call(func: Callable[..., Any], what: str, *args: Any) -> None:
