@@ -7,8 +7,10 @@ counts, close, the write marks) needs no tool.
 """
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -66,7 +68,8 @@ def count_sends(tmp_path, tls):
     server = subprocess.Popen(
         ["strace", "-f", "-qq", "-e", "trace=sendto,sendmsg,write",
          "-o", str(trace), sys.executable, str(script), *args],
-        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+        stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+        start_new_session=True)  # a group: strace's tracee goes with it
     try:
         port = int(server.stdout.readline())
         with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
@@ -84,7 +87,7 @@ def count_sends(tmp_path, tls):
             # Count while the connection is still open (no close sends).
             lines_before_close = len(trace.read_text().splitlines())
     finally:
-        server.kill()
+        os.killpg(server.pid, signal.SIGKILL)  # killing strace alone leaves the server
         server.wait(10)
     sends = [line for line in trace.read_text().splitlines()[:lines_before_close]
              if re.search(r"\b(sendto|sendmsg)\(", line)]
