@@ -139,15 +139,21 @@ class TLSConformanceTests(ConformanceTests):
         client_ssl, server_ssl = connection.ssl_object, server_side.ssl_object
         assert isinstance(client_ssl, ssl.SSLObject)
         assert isinstance(server_ssl, ssl.SSLObject)
-        assert str(client_ssl.version()).startswith("TLS")
-        assert client_ssl.version() == server_ssl.version()
-        assert client_ssl.cipher() == server_ssl.cipher() is not None
+        # Read on the loop thread, whose objects they are: from another
+        # thread, version() is None while session tickets are handled.
+        version, server_version, cipher, server_cipher, certificate, \
+            client_certificate = self.on_loop(lambda: (
+                client_ssl.version(), server_ssl.version(),
+                client_ssl.cipher(), server_ssl.cipher(),
+                client_ssl.getpeercert(), server_ssl.getpeercert()))
+        assert str(version).startswith("TLS")
+        assert version == server_version
+        assert cipher == server_cipher is not None
         assert not client_ssl.server_side and server_ssl.server_side
         assert client_ssl.server_hostname == "localhost"
-        certificate = client_ssl.getpeercert()
         assert certificate is not None
         assert ("DNS", "localhost") in certificate["subjectAltName"]
-        assert server_ssl.getpeercert() is None  # no client certificate
+        assert client_certificate is None  # no client certificate
         plain = Server(Echo)
         plain_got, plain_connection = self.connect(self.plain_listen(plain),
                                                    ssl=None)
@@ -263,7 +269,8 @@ class TLSConformanceTests(ConformanceTests):
         # Each side's handshake came between its plaintext and its TLS.
         assert got.handshakes == [len(b"GO\n")]
         assert server.handlers[0].handshakes == [len(b"STARTTLS\n")]
-        assert connection.ssl_object.version().startswith("TLS")
+        version = self.on_loop(connection.ssl_object.version)  # its thread
+        assert version.startswith("TLS")
         assert upgraded.ssl_object.server_side
         connection.close()
         self.wait_until(lambda: server.closes(), "the server's handle_close")
