@@ -337,8 +337,14 @@ class TLSConformanceTests(ConformanceTests):
         self.server_side(server).pause_reading()
         data = self.fill(connection, lambda: got.flow)
         # Nothing is read: what is counted is plaintext, not the bigger
-        # ciphertext (a kernel may have taken some of it).
-        assert 64 * 1024 < connection.write_buffer_size <= len(data)
+        # ciphertext (a kernel may have taken some of it).  Seen on the loop
+        # thread: asyncio's TLS may resume on its own as the socket takes
+        # its data, and counts only what it holds itself.
+        flow, size = self.on_loop(
+            lambda: (list(got.flow), connection.write_buffer_size))
+        assert size <= len(data)
+        if flow[-1] == "pause":
+            assert size > 64 * 1024
         server.connections[0].resume_reading()
         self.wait_until(lambda: len(server.data() or b"") >= len(data),
                         "everything written")
