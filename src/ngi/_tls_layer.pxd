@@ -22,6 +22,11 @@ cdef class TLS:
     cdef object ssl               # its C object (_ssl._SSLSocket): the hot path
     cdef object incoming          # ssl.MemoryBIO: ciphertext from the peer
     cdef object outgoing          # ssl.MemoryBIO: ciphertext for the peer
+    # Their methods of the hot path, bound once: a call then costs no lookup.
+    cdef object feed              # incoming.write
+    cdef object decrypt           # ssl.read
+    cdef object encrypt           # ssl.write
+    cdef object drain             # outgoing.read
     cdef bytes out                # bytes for the kernel as they are, or None
     cdef Py_ssize_t out_offset    # bytes of `out` already sent
     cdef Py_ssize_t batch         # plaintext bytes whose ciphertext is in `out`

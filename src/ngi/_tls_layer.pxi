@@ -71,6 +71,10 @@ cdef int begin_tls(Connection c, object context, bint server_side,
         c.tls = t
         return t.handshake_failed(c, e)
     t.ssl = t.sslobj._sslobj
+    t.feed = t.incoming.write
+    t.decrypt = t.ssl.read
+    t.encrypt = t.ssl.write
+    t.drain = t.outgoing.read
     if raw is not None and PyBytes_GET_SIZE(raw):
         t.out = raw
         t.batch = PyBytes_GET_SIZE(raw)
@@ -211,7 +215,7 @@ cdef class TLS:
         for i in range(READS_PER_EVENT):
             n = recv(c.fd, loop.buf, loop.bufsize, 0)
             if n > 0:
-                self.incoming.write(loop.window.at(loop.buf, n))
+                self.feed(loop.window.at(loop.buf, n))
             elif n == 0:
                 self.eof = True
                 self.incoming.write_eof()
@@ -263,10 +267,10 @@ cdef class TLS:
                     break
                 try:
                     if filled == 0:
-                        got = self.ssl.read(loop.bufsize_obj, loop.window.at(
+                        got = self.decrypt(loop.bufsize_obj, loop.window.at(
                             loop.buf, loop.bufsize))
                     else:
-                        got = self.ssl.read(room, loop.window.at(
+                        got = self.decrypt(room, loop.window.at(
                             loop.buf + filled, room))
                 except SSLWantReadError:
                     more = False
@@ -314,10 +318,10 @@ cdef class TLS:
         """LINGERING: feed `n` bytes of the loop's buffer and drop what they
         decrypt to; True once the peer's close_notify (or an error) came."""
         cdef Loop loop = c.loop
-        self.incoming.write(loop.window.at(loop.buf, n))
+        self.feed(loop.window.at(loop.buf, n))
         while self.incoming.pending or self.ssl.pending():
             try:
-                if self.ssl.read(loop.bufsize_obj, loop.window.at(
+                if self.decrypt(loop.bufsize_obj, loop.window.at(
                         loop.buf, loop.bufsize)) == 0:
                     self.notify_seen = True  # the ssl module returns 0 for it
                     return True
@@ -416,12 +420,12 @@ cdef class TLS:
             return c.pull(queue[start])  # an iterator: its next round of items
         try:
             if i - start == 1:
-                self.ssl.write(queue[start])
+                self.encrypt(queue[start])
             elif total <= RECORD_BYTES:
-                self.ssl.write(b"".join(queue[start:i]))
+                self.encrypt(b"".join(queue[start:i]))
             else:
                 for item in queue[start:i]:
-                    self.ssl.write(item)
+                    self.encrypt(item)
         except SSLError as e:
             return c.lose(e)
         while start < i:
@@ -437,7 +441,7 @@ cdef class TLS:
                 c.head = 0
         self.batch += total
         # `out` is empty here (flush sends it first), and there is output.
-        self.out = self.outgoing.read()
+        self.out = self.drain()
         self.out_offset = 0
         return 0
 
@@ -446,7 +450,7 @@ cdef class TLS:
         cdef bytes data
         if not self.outgoing.pending:
             return 0
-        data = self.outgoing.read()
+        data = self.drain()
         if self.out is None:
             self.out = data
         else:
