@@ -55,6 +55,9 @@ def poller_options(poller):
 poller = chosen_poller()
 options = poller_options(poller)
 options.setdefault("include_dirs", []).insert(0, "src/ngi")
+if sys.platform.startswith("linux"):
+    # dlopen, for _openssl.h (in libc itself from glibc 2.34 on).
+    options.setdefault("libraries", []).append("dl")
 
 setup(
     # A build directory per poller: an epoll build left in build/ must not

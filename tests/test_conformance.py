@@ -14,6 +14,7 @@ import tempfile
 
 import pytest
 
+import ngi._core
 import ngi.net
 import ngi.testing
 from ngi.interfaces import Timeout
@@ -276,6 +277,19 @@ def test_the_suite_fails_for_an_implementation_that_reorders_writes(
 
 class TestNetTLS(TLSConformanceTests, TestNet):
     """The whole suite, and the TLS tests, over TLS on loopback."""
+
+
+class TestNetTLSThroughTheSSLModule(TestNetTLS):
+    """Over TLS on loopback, the data path through the ssl module's methods
+    instead of direct OpenSSL calls: what an interpreter whose `_ssl`
+    carries its OpenSSL hidden inside gets (and NGI_TLS_DIRECT=0)."""
+
+    @pytest.fixture(autouse=True)
+    def through_the_ssl_module(self):
+        was = ngi._core.tls_direct_calls()
+        assert ngi._core.tls_direct_calls(False) is False
+        yield
+        ngi._core.tls_direct_calls(was)
 
 
 class TestNetUnixTLS(TLSConformanceTests, TestNetUnix):

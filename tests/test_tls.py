@@ -24,6 +24,7 @@ import time
 import pytest
 import trustme
 
+import ngi._core
 import ngi.net
 
 from helpers import Recorder, wait_for
@@ -338,3 +339,143 @@ def test_a_receive_buffer_smaller_than_a_record_still_delivers_everything(
     client.connection.close()
     listener.close()
     impl.wait(10)
+
+
+# -- the data path: direct OpenSSL calls, or the ssl module's methods -------------
+
+def _libssl_is_mapped():
+    with open("/proc/self/maps") as maps:
+        return "libssl" in maps.read()
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="needs /proc")
+def test_an_interpreter_whose_ssl_module_links_libssl_gets_direct_calls(
+        impl, server_context, client_context):
+    # Where _ssl links libssl as a shared library, the core must find it
+    # there; where it cannot, it falls back quietly, and only speed shows.
+    if not _libssl_is_mapped():
+        pytest.skip("this interpreter's _ssl carries its OpenSSL inside")
+    assert ngi._core.tls_direct_calls()
+    server = EchoServer()
+    listener = impl.listener(("127.0.0.1", 0), server, ssl=server_context)
+    client = connect(impl, listener.address, client_context)
+    assert client.connection._tls_direct is True
+    wait_for(lambda: server.connections, 10, "the server's connection")
+    assert server.connections[0]._tls_direct is True
+    client.connection.close()
+    listener.close()
+
+
+@pytest.fixture(params=["direct", "ssl module"])
+def data_path(request):
+    """Run the test once over each data path; restore the setting after."""
+    was = ngi._core.tls_direct_calls()
+    if request.param == "direct" and not was:
+        pytest.skip("no direct OpenSSL calls with this interpreter")
+    ngi._core.tls_direct_calls(request.param == "direct")
+    yield request.param
+    ngi._core.tls_direct_calls(was)
+
+
+class HandMadeClient:
+    """A TLS client over a blocking socket and two memory BIOs, so that a
+    test can send records the ssl module would never send."""
+
+    def __init__(self, address, context):
+        self.sock = socket.create_connection(address, timeout=10)
+        self.incoming, self.outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self.incoming, self.outgoing,
+                                    server_hostname="localhost")
+        while True:
+            try:
+                self.tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.sock.sendall(self.outgoing.read())
+                self.incoming.write(self.sock.recv(65536))
+        self.sock.sendall(self.outgoing.read())
+
+    def record(self, data):
+        """The ciphertext of `data`, not sent."""
+        self.tls.write(data)
+        return self.outgoing.read()
+
+    def echo(self, data):
+        self.sock.sendall(self.record(data))
+        got = b""
+        while len(got) < len(data):
+            self.incoming.write(self.sock.recv(65536))
+            try:
+                while True:  # every whole record that came
+                    got += self.tls.read(65536)
+            except ssl.SSLWantReadError:
+                pass
+        return got
+
+
+def test_a_corrupted_record_closes_the_connection_with_the_ssl_error(
+        data_path, impl, server_context, client_context):
+    # What OpenSSL says is what the ssl module would have raised, either way.
+    closes = []
+
+    class Server(EchoServer):
+        def handle_close(self, connection, reason):
+            closes.append((reason, connection._tls_direct))
+
+    listener = impl.listener(("127.0.0.1", 0), Server(), ssl=server_context)
+    client = HandMadeClient(listener.address, client_context)
+    assert client.echo(b"intact") == b"intact"
+    record = bytearray(client.record(b"x" * 100))
+    record[-1] ^= 1  # the authentication tag
+    client.sock.sendall(record)
+    wait_for(lambda: closes, 10, "the server's handle_close")
+    [(reason, direct)] = closes
+    assert direct is (data_path == "direct")
+    assert type(reason) is ssl.SSLError, reason
+    assert reason.reason == "DECRYPTION_FAILED_OR_BAD_RECORD_MAC", reason
+    assert "decryption failed or bad record mac" in str(reason)
+    client.sock.close()
+    listener.close()
+
+
+def test_a_tcp_close_without_close_notify_is_truncated_either_way(
+        data_path, impl, server_context, client_context):
+    closes = []
+
+    class Server(EchoServer):
+        def handle_close(self, connection, reason):
+            closes.append(reason)
+
+    listener = impl.listener(("127.0.0.1", 0), Server(), ssl=server_context)
+    client = HandMadeClient(listener.address, client_context)
+    assert client.echo(b"intact") == b"intact"
+    client.sock.close()
+    wait_for(lambda: closes, 10, "the server's handle_close")
+    [reason] = closes
+    assert isinstance(reason, ssl.SSLEOFError), reason
+    assert "close_notify" in str(reason)
+    listener.close()
+
+
+def test_large_records_decrypt_with_other_threads_running(
+        data_path, impl, server_context, client_context):
+    # Records of 16 KiB are decrypted and encrypted with the GIL released
+    # on the direct path: a busy Python thread meanwhile changes nothing.
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            pass
+
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        listener = impl.listener(("127.0.0.1", 0), EchoServer(), ssl=server_context)
+        client = HandMadeClient(listener.address, client_context)
+        data = os.urandom(1 << 20)
+        assert client.echo(data) == data
+        client.sock.close()
+        listener.close()
+    finally:
+        stop.set()
+        spinner.join()

@@ -312,6 +312,12 @@ cdef class Connection(Watcher):
         """The `ssl.SSLObject` of a TLS connection, None for plaintext."""
         return self.tls.sslobj if self.tls is not None else None
 
+    @property
+    def _tls_direct(self):
+        """For tests: True if this TLS connection's data path calls OpenSSL
+        directly, False if it goes through the ssl module, None: plaintext."""
+        return None if self.tls is None else self.tls.session != NULL
+
     def start_tls(self, context, server_side=False, server_hostname=None, *,
                   handshake_timeout=_tls.HANDSHAKE_TIMEOUT,
                   shutdown_timeout=_tls.SHUTDOWN_TIMEOUT):

@@ -6,6 +6,7 @@
 #
 #   _system.pxd      the C library, kernel and compiler facilities used
 #   _platform.h      the poller (epoll or kqueue), the waker, socket twins
+#   _openssl.h       the interpreter's OpenSSL, found in the ssl module
 #   _poller.pxd/.pxi the poller and the waker, as the loop sees them
 #   _loop.pxd/.pxi   watchers, timers, the loop, cross-thread operations
 #   _connection.pxd/.pxi  the stream connection and its state machine

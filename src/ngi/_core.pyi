@@ -15,6 +15,9 @@ EVENT_READ: int
 EVENT_WRITE: int
 
 
+def tls_direct_calls(enable: bool | None = None) -> bool: ...
+
+
 @disjoint_base
 class Poller:
     def __new__(cls, capacity: int = 1024) -> Poller: ...

@@ -71,8 +71,10 @@ from libc.string cimport memcpy, memmove, memset, strerror, strlen
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 from posix.unistd cimport close as c_close
 
+import _ssl
 import heapq
 import logging
+import os
 import ssl
 
 from ngi import _rules, _tls, _unixpath

@@ -160,3 +160,32 @@ cdef extern from "_platform.h" nogil:
     int ngi_accept(int fd, sockaddr *addr, socklen_t *addrlen)
     int ngi_unread(int fd)
     int ngi_unsent(int fd)
+
+
+cdef extern from "_openssl.h" nogil:
+    # The interpreter's OpenSSL, called on the ssl module's objects (see
+    # the file for why, and for the checks that make it safe).
+    enum:
+        NGI_SSL_ERROR_WANT_READ
+        NGI_SSL_ERROR_ZERO_RETURN
+    ctypedef struct ngi_openssl_api:
+        int (*SSL_read_ex)(void *ssl, void *buf, size_t num, size_t *got) nogil
+        int (*SSL_write_ex)(void *ssl, const void *buf, size_t num,
+                            size_t *written) nogil
+        int SSL_get_error(const void *ssl, int ret)
+        int BIO_write(void *bio, const void *buf, int num)
+        int BIO_read(void *bio, void *buf, int num)
+        size_t BIO_ctrl_pending(void *bio)
+        unsigned long ERR_peek_error()
+        unsigned long ERR_peek_last_error()
+        void ERR_clear_error()
+        void ERR_error_string_n(unsigned long code, char *buf, size_t size)
+        const char *ERR_reason_error_string(unsigned long code)
+    ngi_openssl_api ngi_openssl
+    void openssl_fresh_errors "NGI_OPENSSL_FRESH_ERRORS"()
+    int ngi_openssl_load(const char *ssl_module_file)
+
+
+cdef extern from "_openssl.h":
+    void *ngi_openssl_session(object sslobj, object incoming, object outgoing,
+                              void **bio_in, void **bio_out)

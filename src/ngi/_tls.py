@@ -33,7 +33,7 @@ from ngi import _rules
 __all__ = [
     "HANDSHAKE_TIMEOUT", "SHUTDOWN_TIMEOUT", "server_context",
     "client_context", "timeouts", "start_tls_args", "truncated",
-    "handshake_timed_out", "log_failed_handshake",
+    "handshake_timed_out", "log_failed_handshake", "openssl_error",
 ]
 
 HANDSHAKE_TIMEOUT = 60.0  # seconds; asyncio's ssl_handshake_timeout
@@ -125,6 +125,29 @@ def start_tls_args(context: Any, server_side: Any,
 def truncated() -> ssl.SSLEOFError:
     """The close reason of a peer that ended TCP without close_notify."""
     return ssl.SSLEOFError(ssl.SSL_ERROR_EOF, TRUNCATED)
+
+
+def openssl_error(kind: int, text: str, reason: str | None) -> ssl.SSLError:
+    """The exception the ssl module would raise for an OpenSSL failure met
+    by the core's direct calls: `kind` is SSL_get_error()'s, `text` the
+    error's ERR_error_string, `reason` its reason string (or None).
+
+    An input that ended without close_notify is an ``ssl.SSLEOFError``
+    (OpenSSL 3 reports it as a reason, 1.1.1 as SSL_ERROR_SYSCALL); any
+    other failure an ``ssl.SSLError`` whose ``reason`` is OpenSSL's, in
+    the ssl module's spelling (``DECRYPTION_FAILED_OR_BAD_RECORD_MAC``).
+    """
+    if kind == ssl.SSL_ERROR_SYSCALL or (reason and "unexpected eof" in reason):
+        return ssl.SSLEOFError(ssl.SSL_ERROR_EOF,
+                               "EOF occurred in violation of protocol")
+    if not reason:
+        return ssl.SSLError(kind, f"TLS failure (SSL_get_error {kind})")
+    mnemonic = reason.upper().replace(" ", "_")
+    fields = text.split(":")  # error:CODE:LIBRARY:FUNCTION:REASON
+    library = "SSL" if "SSL routines" in text else fields[2] if len(fields) > 2 else ""
+    error = ssl.SSLError(kind, f"[{library}: {mnemonic}] {reason} ({text})")
+    error.library, error.reason = library, mnemonic
+    return error
 
 
 def handshake_timed_out(seconds: float) -> TimeoutError:

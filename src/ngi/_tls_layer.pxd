@@ -22,11 +22,16 @@ cdef class TLS:
     cdef object ssl               # its C object (_ssl._SSLSocket): the hot path
     cdef object incoming          # ssl.MemoryBIO: ciphertext from the peer
     cdef object outgoing          # ssl.MemoryBIO: ciphertext for the peer
-    # Their methods of the hot path, bound once: a call then costs no lookup.
-    cdef object feed              # incoming.write
-    cdef object decrypt           # ssl.read
-    cdef object encrypt           # ssl.write
-    cdef object drain             # outgoing.read
+    # The data path: OpenSSL called directly on those objects (`session`,
+    # `bio_in`, `bio_out`: see _openssl.h), or, when that is not possible
+    # here, the ssl module's methods, bound once.
+    cdef void *session            # the SSL *, or NULL: use the methods
+    cdef void *bio_in             # incoming's BIO *
+    cdef void *bio_out            # outgoing's BIO *
+    cdef object bio_write         # incoming.write
+    cdef object ssl_read          # ssl.read
+    cdef object ssl_write         # ssl.write
+    cdef object bio_read          # outgoing.read
     cdef bytes out                # bytes for the kernel as they are, or None
     cdef Py_ssize_t out_offset    # bytes of `out` already sent
     cdef Py_ssize_t batch         # plaintext bytes whose ciphertext is in `out`
@@ -52,6 +57,13 @@ cdef class TLS:
     cdef int read(self, Connection c) except -1
     cdef int deliver(self, Connection c, bint fed) except -1
     cdef bint close_notified(self, Connection c, Py_ssize_t n) except -1
+    # The data path, either way.
+    cdef int feed(self, Loop loop, Py_ssize_t n) except -1
+    cdef bint has_input(self) except -1
+    cdef bint has_output(self) except -1
+    cdef Py_ssize_t decrypt(self, Loop loop, Py_ssize_t at, Py_ssize_t room) except -2
+    cdef int encrypt(self, bytes data) except -1
+    cdef bytes drain(self)
     # Output.
     cdef int write(self, Connection c, bytes data) except -1
     cdef int flush(self, Connection c) except -1

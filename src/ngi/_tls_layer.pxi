@@ -5,6 +5,9 @@
 # and its handler, over the `ssl` module's memory BIOs (what pip-installed
 # wheels can carry: the interpreter's own OpenSSL):
 #
+# * The data path: `feed`, `decrypt`, `encrypt`, `drain` call OpenSSL
+#   directly on the ssl module's objects (_openssl.h), or, where that is
+#   not possible, the module's methods; the rest is the module's.
 # * Input: `recv` lands in the loop's buffer, which `incoming.write` copies
 #   into the SSL object; the records it decrypts are read back into the
 #   same buffer, several at once, and handed over as one `bytes`.  A read
@@ -31,11 +34,57 @@
 cdef Py_ssize_t SEAL_BYTES = 131072  # plaintext encrypted per round
 cdef Py_ssize_t RECORD_BYTES = 16384  # writes up to this much share a record
 
+cdef Py_ssize_t NOGIL_BYTES = 16384  # direct calls this big let other threads run
+
+cdef object SSLSocketType = _ssl._SSLSocket
 cdef object SSLWantReadError = ssl.SSLWantReadError
 cdef object SSLZeroReturnError = ssl.SSLZeroReturnError
 cdef object SSLEOFError = ssl.SSLEOFError
 cdef object SSLError = ssl.SSLError
 cdef object MemoryBIO = ssl.MemoryBIO
+
+
+def _find_openssl():
+    """True if the functions of _openssl.h were found in `_ssl`'s image."""
+    path = getattr(_ssl, "__file__", None)  # None: built into the interpreter
+    return path is not None and ngi_openssl_load(os.fsencode(path)) == 0
+
+
+cdef bint openssl_found = _find_openssl()
+cdef bint tls_direct = openssl_found and os.environ.get("NGI_TLS_DIRECT") != "0"
+
+
+def tls_direct_calls(enable=None):
+    """Whether new TLS connections call OpenSSL directly (True) or through
+    the ssl module's methods (False: where OpenSSL cannot be found in the
+    ssl module, or with NGI_TLS_DIRECT=0).  `enable` sets it, for tests
+    of both paths; direct calls are only enabled where they were found."""
+    global tls_direct
+    if enable is not None:
+        tls_direct = bool(enable) and openssl_found
+    return tls_direct
+
+
+cdef Py_ssize_t openssl_failed(void *session) except -2:
+    """After a failed direct call: -1 if OpenSSL wants more input, 0 for
+    the peer's close_notify; else raise the failure as the ssl module would."""
+    cdef int kind = ngi_openssl.SSL_get_error(session, 0)
+    cdef unsigned long code
+    cdef char text[256]
+    cdef const char *reason = NULL
+    if kind == NGI_SSL_ERROR_WANT_READ:
+        return -1
+    if kind == NGI_SSL_ERROR_ZERO_RETURN:
+        return 0
+    text[0] = 0
+    code = ngi_openssl.ERR_peek_last_error()
+    if code:
+        ngi_openssl.ERR_error_string_n(code, text, sizeof(text))
+        reason = ngi_openssl.ERR_reason_error_string(code)
+    ngi_openssl.ERR_clear_error()
+    raise _tls.openssl_error(kind, text.decode("ascii", "replace"),
+                             None if reason == NULL else
+                             reason.decode("ascii", "replace"))
 
 
 cdef int begin_tls(Connection c, object context, bint server_side,
@@ -71,10 +120,14 @@ cdef int begin_tls(Connection c, object context, bint server_side,
         c.tls = t
         return t.handshake_failed(c, e)
     t.ssl = t.sslobj._sslobj
-    t.feed = t.incoming.write
-    t.decrypt = t.ssl.read
-    t.encrypt = t.ssl.write
-    t.drain = t.outgoing.read
+    if tls_direct and type(t.ssl) is SSLSocketType:
+        t.session = ngi_openssl_session(t.ssl, t.incoming, t.outgoing,
+                                        &t.bio_in, &t.bio_out)
+    if t.session == NULL:
+        t.bio_write = t.incoming.write
+        t.ssl_read = t.ssl.read
+        t.ssl_write = t.ssl.write
+        t.bio_read = t.outgoing.read
     if raw is not None and PyBytes_GET_SIZE(raw):
         t.out = raw
         t.batch = PyBytes_GET_SIZE(raw)
@@ -131,7 +184,7 @@ cdef class TLS:
         self.target = None
         self.cancel_timer(c)
         self.take_output()
-        if self.incoming.pending:
+        if self.has_input():
             # Application data that came with the handshake's last flight.
             self.held = True
             c.flags |= F_MISSED
@@ -164,7 +217,7 @@ cdef class TLS:
         self.phase = TLS_FAILED
         self.target = None
         self.cancel_timer(c)
-        if self.outgoing is not None and self.outgoing.pending:
+        if self.outgoing is not None and self.has_output():
             self.take_output()
             send(c.fd, PyBytes_AS_STRING(self.out) + self.out_offset,
                  PyBytes_GET_SIZE(self.out) - self.out_offset, NGI_SEND_FLAGS)
@@ -215,7 +268,7 @@ cdef class TLS:
         for i in range(READS_PER_EVENT):
             n = recv(c.fd, loop.buf, loop.bufsize, 0)
             if n > 0:
-                self.feed(loop.window.at(loop.buf, n))
+                self.feed(loop, n)
             elif n == 0:
                 self.eof = True
                 self.incoming.write_eof()
@@ -257,31 +310,24 @@ cdef class TLS:
                         break  # hand this over, then read on
                     if self.ssl.pending():  # a small buffer: part of a record left
                         pass
-                    elif not (self.incoming.pending or self.eof):
+                    elif not (self.has_input() or self.eof):
                         more = False
                         break
                 elif fed:
                     fed = False  # bytes were just fed: no need to ask
-                elif not (self.incoming.pending or self.eof):
+                elif not (self.has_input() or self.eof):
                     more = False
                     break
                 try:
-                    if filled == 0:
-                        got = self.decrypt(loop.bufsize_obj, loop.window.at(
-                            loop.buf, loop.bufsize))
-                    else:
-                        got = self.decrypt(room, loop.window.at(
-                            loop.buf + filled, room))
-                except SSLWantReadError:
-                    more = False
-                    break
-                except SSLZeroReturnError:
-                    got = 0
+                    got = self.decrypt(loop, filled, room)
                 except SSLEOFError:
                     error = _tls.truncated()
                     break
                 except SSLError as e:
                     error = e
+                    break
+                if got < 0:  # a record not all here yet
+                    more = False
                     break
                 if got == 0:  # the peer's close_notify (the ssl module returns 0)
                     self.notify_seen = True
@@ -318,18 +364,104 @@ cdef class TLS:
         """LINGERING: feed `n` bytes of the loop's buffer and drop what they
         decrypt to; True once the peer's close_notify (or an error) came."""
         cdef Loop loop = c.loop
-        self.feed(loop.window.at(loop.buf, n))
-        while self.incoming.pending or self.ssl.pending():
+        cdef Py_ssize_t got
+        self.feed(loop, n)
+        while self.has_input() or self.ssl.pending():
             try:
-                if self.decrypt(loop.bufsize_obj, loop.window.at(
-                        loop.buf, loop.bufsize)) == 0:
-                    self.notify_seen = True  # the ssl module returns 0 for it
-                    return True
-            except SSLWantReadError:
+                got = self.decrypt(loop, 0, loop.bufsize)
+            except SSLError:
+                return True
+            if got < 0:
                 return False
-            except SSLError:  # SSLZeroReturnError too
+            if got == 0:
+                self.notify_seen = True
                 return True
         return False
+
+    # -- the data path: direct calls, or the ssl module's methods -----------
+
+    cdef int feed(self, Loop loop, Py_ssize_t n) except -1:
+        """Give OpenSSL `n` bytes of ciphertext from the loop's buffer."""
+        if self.session == NULL:
+            self.bio_write(loop.window.at(loop.buf, n))
+        elif ngi_openssl.BIO_write(self.bio_in, loop.buf, <int>n) != n:
+            raise MemoryError("TLS: no memory for the input")
+        return 0
+
+    cdef bint has_input(self) except -1:
+        """Ciphertext waits to be decrypted (a whole record or not)."""
+        if self.session == NULL:
+            return self.incoming.pending != 0
+        return ngi_openssl.BIO_ctrl_pending(self.bio_in) != 0
+
+    cdef bint has_output(self) except -1:
+        """Ciphertext for the peer waits to be taken."""
+        if self.session == NULL:
+            return self.outgoing.pending != 0
+        return ngi_openssl.BIO_ctrl_pending(self.bio_out) != 0
+
+    cdef Py_ssize_t decrypt(self, Loop loop, Py_ssize_t at, Py_ssize_t room) except -2:
+        """Decrypt into the loop's buffer at `at`, `room` bytes at most:
+        how many came, 0 for the peer's close_notify, -1 if no whole
+        record is here; a broken record or an EOF raises (ssl.SSLError,
+        ssl.SSLEOFError)."""
+        cdef void *session = self.session
+        cdef char *into = loop.buf + at
+        cdef size_t size = room, got = 0
+        cdef int ok
+        if session == NULL:
+            try:
+                if at == 0 and room == loop.bufsize:
+                    return self.ssl_read(loop.bufsize_obj, loop.window.at(into, room))
+                return self.ssl_read(room, loop.window.at(into, room))
+            except SSLWantReadError:
+                return -1
+            except SSLZeroReturnError:
+                return 0
+        openssl_fresh_errors()
+        if ngi_openssl.BIO_ctrl_pending(self.bio_in) >= <size_t>NOGIL_BYTES:
+            with nogil:
+                ok = ngi_openssl.SSL_read_ex(session, into, size, &got)
+        else:
+            ok = ngi_openssl.SSL_read_ex(session, into, size, &got)
+        if ok:
+            return <Py_ssize_t>got
+        return openssl_failed(session)
+
+    cdef int encrypt(self, bytes data) except -1:
+        """Encrypt `data` (all of it: the BIO takes any amount)."""
+        cdef void *session = self.session
+        cdef const char *start = PyBytes_AS_STRING(data)
+        cdef size_t size = PyBytes_GET_SIZE(data), written = 0
+        cdef int ok
+        if session == NULL:
+            self.ssl_write(data)
+            return 0
+        if size == 0:
+            return 0
+        openssl_fresh_errors()
+        if size >= <size_t>NOGIL_BYTES:
+            with nogil:
+                ok = ngi_openssl.SSL_write_ex(session, start, size, &written)
+        else:
+            ok = ngi_openssl.SSL_write_ex(session, start, size, &written)
+        if not ok or written != size:
+            openssl_failed(session)
+            raise SSLError("TLS: a write could not be encrypted")
+        return 0
+
+    cdef bytes drain(self):
+        """All the ciphertext waiting for the peer, as one bytes."""
+        cdef size_t size
+        cdef bytes data
+        if self.session == NULL:
+            return self.bio_read()
+        size = ngi_openssl.BIO_ctrl_pending(self.bio_out)
+        data = PyBytes_FromStringAndSize(NULL, size)
+        if size and ngi_openssl.BIO_read(self.bio_out, PyBytes_AS_STRING(data),
+                                         <int>size) != <int>size:
+            raise SSLError("TLS: the output could not be read")
+        return data
 
     # -- output -------------------------------------------------------------
 
@@ -420,12 +552,12 @@ cdef class TLS:
             return c.pull(queue[start])  # an iterator: its next round of items
         try:
             if i - start == 1:
-                self.encrypt(queue[start])
+                self.encrypt(<bytes>queue[start])
             elif total <= RECORD_BYTES:
                 self.encrypt(b"".join(queue[start:i]))
             else:
                 for item in queue[start:i]:
-                    self.encrypt(item)
+                    self.encrypt(<bytes>item)
         except SSLError as e:
             return c.lose(e)
         while start < i:
@@ -448,7 +580,7 @@ cdef class TLS:
     cdef int take_output(self) except -1:
         """Move what the SSL object wrote for the peer into `out`."""
         cdef bytes data
-        if not self.outgoing.pending:
+        if not self.has_output():
             return 0
         data = self.drain()
         if self.out is None:
