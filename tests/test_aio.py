@@ -95,6 +95,45 @@ def test_thready_is_refused(loop):
         ngi.aio.Implementation(loop).listener(None, Echo(), thready=True)
 
 
+# -- the hot path -----------------------------------------------------------------
+
+def test_an_echo_runs_no_python_frame_of_ngi_per_request():
+    """data_received and write are the core's (AioStream): of ngi and the
+    handler, only the handler runs Python, as in a plain Protocol."""
+    import os
+    import sys
+    here = os.path.dirname(ngi.aio.__file__)
+
+    async def main():
+        impl = ngi.aio.Implementation()
+        listener, accepted = echo_listener(impl)
+        reader, writer = await asyncio.open_connection(*listener.address)
+        writer.write(b"warm")
+        assert await asyncio.wait_for(reader.readexactly(4), TIMEOUT) == b"warm"
+        [connection] = accepted
+        calls = []
+
+        def profile(frame, event, arg):
+            code = frame.f_code
+            if event == "call" and (code.co_filename.startswith(here)
+                                    or code.co_filename == __file__):
+                calls.append((os.path.basename(code.co_filename), code.co_name))
+
+        sys.setprofile(profile)
+        try:
+            connection.data_received(b"ping")
+        finally:
+            sys.setprofile(None)
+        reply = await asyncio.wait_for(reader.readexactly(4), TIMEOUT)
+        writer.close()
+        listener.close()
+        return calls, reply
+
+    calls, reply = asyncio.run(main())
+    assert reply == b"ping"
+    assert calls == [("test_aio.py", "handle_input")]
+
+
 # -- threads --------------------------------------------------------------------
 
 def test_handlers_run_on_the_loop_thread(loop):

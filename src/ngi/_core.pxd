@@ -13,6 +13,7 @@
 #   _endpoints.pxd/.pxi   listeners, connectors, UDP endpoints
 #   _tls_layer.pxd/.pxi   TLS between a connection's socket and its handler
 #   _framing.pxd/.pxi     records cut from a byte stream (lines, sized)
+#   _aio_stream.pxd/.pxi  the hot half of an ngi.aio connection
 #
 # Thread ownership: a field is written by the loop thread only unless its
 # comment says otherwise; a field other threads read or write is accessed
@@ -28,3 +29,4 @@ include "_connection.pxd"
 include "_endpoints.pxd"
 include "_tls_layer.pxd"
 include "_framing.pxd"
+include "_aio_stream.pxd"

@@ -1,6 +1,7 @@
 """Type stubs for ngi's Cython core: its Python-visible surface only."""
 from __future__ import annotations
 
+import collections
 import logging
 import socket
 import ssl as _ssl
@@ -182,3 +183,17 @@ class Loop:
                      buffer_size: int, address: Any = None,
                      unix_path: str | None = None,
                      sender: socket.socket | None = None) -> UDPListener: ...
+
+
+class AioStream:  # the hot half of ngi.aio's connection (_aio_stream.pxi)
+    _on_input: Callable[[Any, bytes], Any]
+    _transport: Any
+    _loop: Any
+    _queue: collections.deque[Any] | None
+    _open: bool
+    def data_received(self, data: bytes) -> None: ...
+    def write(self, data: Any) -> None: ...
+    # ngi.aio's subclass provides these, which the two above call.
+    def _failed(self, what: str, exc: Exception) -> None: ...
+    def _enqueue(self, item: Any) -> None: ...
+    def _write_from_thread(self, data: bytes) -> None: ...

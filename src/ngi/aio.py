@@ -44,6 +44,7 @@ from asyncio.events import _get_running_loop
 from typing import Any, Callable
 
 from ngi import _rules, _tls, _unixpath
+from ngi._core import AioStream
 from ngi.interfaces import ConnectionClosed
 from ngi.net import _bound_socket, _listening_socket, _parse
 
@@ -94,8 +95,9 @@ def _raw_eof(transport: Any) -> bool:
     return getattr(protocol, "_eof_received", False) is True
 
 
-class _Connection(asyncio.Protocol):
-    """An NGI connection that is also its transport's asyncio protocol.
+class _Connection(AioStream, asyncio.Protocol):
+    """An NGI connection that is also its transport's asyncio protocol
+    (its ``data_received`` and ``write`` are `AioStream`'s, in C).
 
     ``_state`` is the transport's (OPEN; FLUSHING: sending the rest after
     the application's close or the peer's EOF; CLOSED), ``_open`` whether
@@ -110,8 +112,7 @@ class _Connection(asyncio.Protocol):
     """
 
     __slots__ = (
-        "_impl", "_loop", "_transport", "_handler", "_on_input", "_state",
-        "_open", "_queue", "_queued", "_transit", "_lock", "_flush_soon",
+        "_impl", "_handler", "_state", "_queued", "_transit", "_lock", "_flush_soon",
         "_closing", "_t_paused", "_h_paused", "_app_paused", "_held",
         "_held_close", "_releasing", "_high", "_low", "_tls", "_upgrading",
         "_eof", "_quiet", "_peer", "control", "_upgrade_args", "_pulling",
@@ -120,12 +121,12 @@ class _Connection(asyncio.Protocol):
     def __init__(self, impl: Implementation, control: Any = None) -> None:
         self._impl = impl
         self._loop = impl._loop
-        self._transport: Any = None
+        self._transport = None
         self._handler: Any = None
-        self._on_input: Callable[[Any, bytes], Any] = self._hold
+        self._on_input = self._hold
         self._state = OPEN
         self._open = True
-        self._queue: collections.deque | None = None
+        self._queue = None
         self._queued = 0  # bytes in _queue
         self._transit = 0  # bytes written from other threads, not yet here
         self._lock = threading.Lock()  # for _transit only
@@ -170,12 +171,6 @@ class _Connection(asyncio.Protocol):
         transport.set_write_buffer_limits(self._high, self._low)
         if self.control is not None:
             self.control._accepted(self)
-
-    def data_received(self, data: bytes) -> None:
-        try:
-            self._on_input(self, data)
-        except Exception as e:
-            self._failed("handle_input", e)
 
     def eof_received(self) -> bool:
         """The peer ended its side: ``handle_close(conn, 'closed')`` now;
@@ -311,27 +306,13 @@ class _Connection(asyncio.Protocol):
 
     # -- writing --------------------------------------------------------------
 
-    def write(self, data: Any) -> None:
-        """Queue bytes-like ``data`` (copied now unless ``bytes``); thread-safe.
-
-        On the loop thread with nothing queued ahead, this is the
-        transport's ``write``.  Raises ConnectionClosed once closed.
-        """
-        if not self._open:
-            raise ConnectionClosed("write() on a closed connection")
-        if type(data) is not bytes:
-            data = _rules.as_bytes(data, "write()")
-        if _get_running_loop() is self._loop:
-            if self._queue is None:
-                self._transport.write(data)
-            else:
-                self._enqueue(data)
-        elif data:
-            with self._lock:
-                self._transit += len(data)
-            self._loop.call_soon_threadsafe(self._write_from_thread, data)
-
     def _write_from_thread(self, data: bytes) -> None:
+        """`write` from a thread other than the loop's."""
+        with self._lock:
+            self._transit += len(data)
+        self._loop.call_soon_threadsafe(self._written_from_thread, data)
+
+    def _written_from_thread(self, data: bytes) -> None:
         with self._lock:
             self._transit -= len(data)
         if self._state == CLOSED:
