@@ -187,9 +187,11 @@ def test_loop_runs_calls_from_other_threads_in_order():
 def test_loop_timers_fire_in_deadline_order_and_cancel():
     loop = _core.Loop()
     fired = []
-    loop.call_later(0.03, fired.append, "late")
+    # Deadlines 90 ms apart: a test thread descheduled between the calls
+    # (a busy CI machine) must not reorder them.
+    loop.call_later(0.1, fired.append, "late")
     loop.call_later(0.01, fired.append, "early")
-    t = loop.call_later(0.02, fired.append, "cancelled")
+    t = loop.call_later(0.05, fired.append, "cancelled")
     t.cancel()
     assert t.cancelled
     assert not loop.idle()
