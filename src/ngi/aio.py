@@ -112,11 +112,11 @@ class _Connection(AioStream, asyncio.Protocol):
     """
 
     __slots__ = (
-        "_impl", "_handler", "_state", "_queued", "_transit", "_lock", "_flush_soon",
-        "_closing", "_t_paused", "_h_paused", "_app_paused", "_held",
-        "_held_close", "_releasing", "_high", "_low", "_tls", "_upgrading",
-        "_eof", "_quiet", "_peer", "control", "_upgrade_args", "_pulling",
-        "__weakref__")
+        "_impl", "_handler", "_state", "_queued", "_transit", "_lock",
+        "_flush_soon", "_closing", "_t_paused", "_h_paused", "_app_paused",
+        "_held", "_held_close", "_releasing", "_high", "_low", "_tls",
+        "_upgrading", "_eof", "_quiet", "_peer", "control", "_upgrade_args",
+        "_pulling", "__weakref__")
 
     def __init__(self, impl: Implementation, control: Any = None) -> None:
         self._impl = impl
