@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import signal
 import socket
 import threading
@@ -217,7 +218,9 @@ def test_a_second_signal_to_the_supervisor_stops_the_workers_at_once(app):
         assert served.stop(signal.SIGTERM, timeout=20) == 0
         assert time.monotonic() - started < 15
         client.close()
-    assert "SIGTERM again: stopping 2 workers now" in served.log
+    # The idle worker may have drained, exited and been reaped before the
+    # second signal: then the supervisor has one worker left to hurry.
+    assert re.search(r"SIGTERM again: stopping [12] workers now", served.log)
     assert "stopping 1 connections now" in served.log
 
 
